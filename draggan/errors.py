@@ -1,0 +1,9 @@
+"""User-facing errors of the draggan package.
+
+Every error a user can cause (bad checkpoint, bad drag points) is a ``DragganError``
+whose message is one line that names the file or argument and says what to do.
+"""
+
+
+class DragganError(Exception):
+    """Base class of draggan's user-facing errors (one-line message)."""
