@@ -1,0 +1,196 @@
+"""Load a user's photo: any PIL mode, EXIF orientation applied, original kept for output.
+
+The stages process ``Photo.rgb`` ([H, W, 3] uint8). Everything the final output needs to
+look like the input (the original mode's pixels, alpha, ICC profile, EXIF, format) is kept
+beside it. Mode conversion to RGB:
+
+- ``L``, ``LA``, ``1``, ``P``, ``PA``, ``RGBA``, ``RGBa``, ``La``, ``YCbCr``, ``LAB``,
+  ``HSV``: PIL's conversion; the alpha (``LA``, ``RGBA``, ``PA``, ``P`` with a transparent
+  colour) goes to ``Photo.alpha``.
+- ``CMYK``: PIL's plain conversion (no colour management), the same one the composite
+  stage inverts when it writes a CMYK result, so untouched pixels round-trip.
+- 16-bit grey (``I;16``, ``I;16B``, ``I;16L`` and ``I`` with values in 0..65535, which is
+  how PIL opens 16-bit grey PNGs and TIFFs): value / 257, rounded. ``I`` images with values
+  outside 0..65535 and ``F`` images are scaled from their own min..max range (``F`` with
+  values in 0..1 is taken as 0..1). PIL itself opens 16-bit RGB(A) PNGs as 8-bit ``RGB(A)``.
+
+Photos larger than ``MAX_PHOTO_PIXELS`` are refused with a clear message instead of
+exhausting memory; PIL's own decompression-bomb check (which warns from 89 MP) is replaced
+by that limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pipeline.errors import PipelineError
+
+# 250 megapixels: about 750 MB as RGB; far beyond any camera a face photo comes from.
+MAX_PHOTO_PIXELS = 250_000_000
+
+EXIF_ORIENTATION_TAG = 0x0112
+
+_SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N")
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+
+
+@dataclass
+class Photo:
+    """A decoded photo (EXIF orientation applied) and what its output must preserve."""
+
+    path: Path
+    image: Image.Image  # original pixels in the ORIGINAL mode, EXIF orientation applied
+    rgb: np.ndarray  # [H, W, 3] uint8, what the stages process
+    alpha: np.ndarray | None  # [H, W] uint8 alpha of the original, if any
+    format: str  # PIL format name: 'JPEG', 'PNG', ...
+    icc_profile: bytes | None
+    exif: bytes | None  # original EXIF with the orientation tag reset to 1
+    orientation: int  # the original EXIF orientation tag (1 when none)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) after EXIF orientation."""
+        return self.image.size
+
+    @property
+    def mode(self) -> str:
+        """The original PIL mode, e.g. 'RGB', 'I;16', 'CMYK'."""
+        return self.image.mode
+
+
+def photo_digest(path: str | Path) -> str:
+    """sha256 (hex) of the file's bytes; raises PipelineError when it cannot be read."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise PipelineError(f"photo {path} not found: check the path") from None
+    except IsADirectoryError:
+        raise PipelineError(f"photo {path} is a directory, not an image file") from None
+    except OSError as exc:
+        raise PipelineError(f"photo {path} cannot be read: {exc.strerror or exc}") from None
+    return digest.hexdigest()
+
+
+def load_photo(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> Photo:
+    """Decode ``path`` into a ``Photo``; any failure is a one-line ``PipelineError``."""
+    path = Path(path)
+    if not path.exists():
+        raise PipelineError(f"photo {path} not found: check the path")
+    if path.is_dir():
+        raise PipelineError(f"photo {path} is a directory, not an image file")
+    image = _open_checked(path, max_pixels)
+    try:
+        fmt = image.format or path.suffix.lstrip(".").upper()
+        icc_profile = image.info.get("icc_profile") or None
+        exif = image.getexif()
+        orientation = int(exif.get(EXIF_ORIENTATION_TAG, 1) or 1)
+        if orientation not in range(1, 9):
+            orientation = 1
+        exif_bytes = None
+        # Only a real EXIF block is kept (a TIFF's own tags also show up in getexif()).
+        if image.info.get("exif"):
+            if EXIF_ORIENTATION_TAG in exif:
+                exif[EXIF_ORIENTATION_TAG] = 1
+            exif_bytes = exif.tobytes()
+        upright = image
+        if orientation != 1:
+            upright = ImageOps.exif_transpose(image)
+            image.close()
+    except (OSError, ValueError, SyntaxError) as exc:
+        image.close()
+        raise PipelineError(f"photo {path} is damaged or truncated ({exc})") from None
+    rgb, alpha = to_rgb(upright)
+    return Photo(
+        path=path,
+        image=upright,
+        rgb=rgb,
+        alpha=alpha,
+        format=fmt,
+        icc_profile=icc_profile,
+        exif=exif_bytes,
+        orientation=orientation,
+    )
+
+
+def _open_checked(path: Path, max_pixels: int) -> Image.Image:
+    """Open and fully decode ``path`` with our own size limit instead of PIL's global one."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise PipelineError(
+            f"photo {path} is absurdly large ({exc}); downscale it below "
+            f"{max_pixels / 1e6:.0f} megapixels first"
+        ) from None
+    except UnidentifiedImageError:
+        raise PipelineError(
+            f"photo {path} is not an image format dragpipe can read "
+            "(use JPEG, PNG, TIFF, WebP, BMP, ...)"
+        ) from None
+    except OSError as exc:
+        raise PipelineError(f"photo {path} cannot be read: {exc}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise PipelineError(
+            f"photo {path} is absurdly large ({width}x{height} = {width * height / 1e6:.0f} "
+            f"megapixels, limit {max_pixels / 1e6:.0f}); downscale it first"
+        )
+    if width < 1 or height < 1:
+        image.close()
+        raise PipelineError(f"photo {path} is empty ({width}x{height} pixels)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.load()
+    except Image.DecompressionBombError as exc:
+        image.close()
+        raise PipelineError(f"photo {path} is absurdly large ({exc}); downscale it first") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        image.close()
+        raise PipelineError(f"photo {path} is damaged or truncated ({exc})") from None
+    return image
+
+
+def to_rgb(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """RGB [H, W, 3] uint8 and alpha [H, W] uint8 (or None) of an image in any PIL mode."""
+    mode = image.mode
+    if mode == "RGB":
+        return np.asarray(image, dtype=np.uint8).copy(), None
+    if mode in _SIXTEEN_BIT_GREY or mode in ("I", "F"):
+        grey = _wide_grey_to_uint8(np.asarray(image), mode)
+        return np.repeat(grey[:, :, None], 3, axis=2), None
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in _ALPHA_MODES:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+        return rgba[:, :, :3].copy(), rgba[:, :, 3].copy()
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), None
+
+
+def _wide_grey_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    """Map a 16/32-bit integer or float grey image [H, W] to uint8 [H, W]."""
+    values = values.astype(np.float64)
+    finite = values[np.isfinite(values)]
+    lo = float(finite.min()) if finite.size else 0.0
+    hi = float(finite.max()) if finite.size else 0.0
+    if mode in _SIXTEEN_BIT_GREY or (mode == "I" and lo >= 0 and hi <= 65535):
+        scaled = values / 257.0
+    elif mode == "F" and lo >= 0 and hi <= 1.0:
+        scaled = values * 255.0
+    else:
+        scaled = (values - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(values)
+    scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
