@@ -3,7 +3,9 @@
 Depends on none of dragpipe's other packages.
 """
 
+from draggan.config import GeneratorConfig
 from draggan.errors import DragganError
+from draggan.generator import Generator
 from draggan.version import __version__
 
-__all__ = ["DragganError", "__version__"]
+__all__ = ["DragganError", "Generator", "GeneratorConfig", "__version__"]

@@ -1,0 +1,95 @@
+"""StyleGAN2 modulated (and optionally demodulated) convolution.
+
+Two execution paths with the same mathematics:
+- fused: per-sample weights ``w * styles`` (demodulated) and one grouped convolution;
+- unfused: scale the activations by ``styles`` before and by the demodulation coefficients
+  after one shared-weight convolution (cheaper when the batch is large or for backward).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from draggan.ops.conv2d_resample import conv2d_resample
+from draggan.ops.upfirdn2d import Padding
+
+
+def modulated_conv2d(
+    x: torch.Tensor,  # [N, C_in, H, W]
+    weight: torch.Tensor,  # [C_out, C_in, kh, kw]
+    styles: torch.Tensor,  # [N, C_in]
+    noise: torch.Tensor | None = None,  # broadcastable to [N, C_out, H_out, W_out]
+    up: int = 1,
+    down: int = 1,
+    padding: Padding = 0,
+    resample_filter: torch.Tensor | None = None,  # from setup_filter
+    demodulate: bool = True,
+    flip_weight: bool = True,  # True: correlation (F.conv2d), False: convolution
+    fused_modconv: bool = True,
+) -> torch.Tensor:  # [N, C_out, H_out, W_out]
+    """Modulate ``weight`` by ``styles``, demodulate by ``rsqrt(sum w^2 + 1e-8)``, convolve."""
+    N = x.shape[0]
+    out_channels, in_channels, kh, kw = weight.shape
+    if x.ndim != 4 or x.shape[1] != in_channels:
+        raise ValueError(
+            f"modulated_conv2d: expected x [N, {in_channels}, H, W], got {list(x.shape)}"
+        )
+    if styles.shape != (N, in_channels):
+        raise ValueError(
+            f"modulated_conv2d: expected styles [{N}, {in_channels}], got {list(styles.shape)}"
+        )
+
+    # Pre-normalise to avoid float16 overflow (a no-op mathematically after demodulation).
+    if x.dtype == torch.float16 and demodulate:
+        weight = weight * (
+            1
+            / (in_channels * kh * kw) ** 0.5
+            / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True)
+        )
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+
+    w = None
+    dcoefs = None
+    if demodulate or fused_modconv:
+        w = weight.unsqueeze(0) * styles.reshape(N, 1, -1, 1, 1)  # [N, C_out, C_in, kh, kw]
+    if demodulate:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, C_out]
+    if demodulate and fused_modconv:
+        w = w * dcoefs.reshape(N, -1, 1, 1, 1)
+
+    if not fused_modconv:
+        x = x * styles.to(x.dtype).reshape(N, -1, 1, 1)
+        x = conv2d_resample(
+            x,
+            weight.to(x.dtype),
+            f=resample_filter,
+            up=up,
+            down=down,
+            padding=padding,
+            flip_weight=flip_weight,
+        )
+        if demodulate and noise is not None:
+            return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(N, -1, 1, 1))
+        if demodulate:
+            return x * dcoefs.to(x.dtype).reshape(N, -1, 1, 1)
+        if noise is not None:
+            return x + noise.to(x.dtype)
+        return x
+
+    # Fused: the batch becomes the groups of one grouped convolution.
+    x = x.reshape(1, -1, *x.shape[2:])  # [1, N * C_in, H, W]
+    w = w.reshape(-1, in_channels, kh, kw)  # [N * C_out, C_in, kh, kw]
+    x = conv2d_resample(
+        x,
+        w.to(x.dtype),
+        f=resample_filter,
+        up=up,
+        down=down,
+        padding=padding,
+        groups=N,
+        flip_weight=flip_weight,
+    )
+    x = x.reshape(N, -1, *x.shape[2:])  # [N, C_out, H_out, W_out]
+    if noise is not None:
+        x = x + noise
+    return x
