@@ -1,0 +1,139 @@
+"""Composite edited faces into the photo: ``composite_face`` and ``composite_faces``.
+
+Outside every face's blend weight the result is the photo's own value, bit for bit (the
+weight is exactly zero there and those pixels are never written); a no-op edit (edited ==
+reconstruction) gives an all-zero weight and so the photo itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.align.transform import AlignTransform
+from pipeline.composite.blend_mask import blend_weight
+from pipeline.composite.config import CompositeConfig
+from pipeline.composite.transfer import transfer_payload
+from pipeline.composite.warp import Box, support_box, warp_to_aligned, warp_to_photo
+from pipeline.errors import PipelineError
+
+
+@dataclass
+class FaceEdit:
+    """One face's edit, in its aligned space (S = ``transform.output_size``)."""
+
+    transform: AlignTransform
+    reconstruction: np.ndarray  # [S, S, 3] uint8, or float in 0..255: the inversion's pivot image
+    edited: np.ndarray  # [S, S, 3] uint8, or float in 0..255: the edited image
+    landmarks: np.ndarray | None = None  # [68, 2] (x, y) in aligned pixels
+    user_mask: np.ndarray | None = None  # [S, S], 1 = may move (the drag mask)
+    name: str = "face"  # used in error messages, e.g. 'face 2'
+
+
+@dataclass
+class CompositeResult:
+    """The composited photo at working precision and where it was touched."""
+
+    rgb: np.ndarray  # [H, W, 3] float32, 0..255 (the photo's exact values where weight == 0)
+    weight: np.ndarray  # [H, W] float32 in 0..1, max over faces (0: untouched)
+    boxes: list[Box | None] = field(default_factory=list)  # per face, photo pixels it touched
+
+    @property
+    def changed(self) -> np.ndarray:  # [H, W] bool
+        return self.weight > 0
+
+
+def composite_face(
+    canvas: np.ndarray,  # [H, W, 3] float32, 0..255; modified in place
+    face: FaceEdit,
+    config: CompositeConfig,
+    weight_out: np.ndarray | None = None,  # [H, W] float32, max-accumulated in place
+) -> Box | None:
+    """Blend one face's edit into ``canvas`` in place; returns the photo box it touched."""
+    edited, reconstruction, landmarks, user_mask = _checked(face, canvas)
+    size = face.transform.output_size
+    weight = blend_weight(edited, reconstruction, landmarks, user_mask, config)
+    box = support_box(weight, face.transform)
+    if box is None:
+        return None
+    payload, additive = transfer_payload(
+        config.transfer,
+        edited,
+        reconstruction,
+        weight,
+        lambda: warp_to_aligned(canvas, face.transform),
+        config.lowpass_sigma * size,
+    )
+    stacked = np.concatenate([payload, weight[:, :, None]], axis=2)  # [S, S, 4]
+    warped = warp_to_photo(stacked, face.transform, box)  # [h, w, 4]
+    x0, y0, x1, y1 = box
+    w_photo = np.clip(warped[:, :, 3], 0.0, 1.0)
+    touched = w_photo > 0
+    region = canvas[y0:y1, x0:x1]
+    if additive:
+        blended = region + warped[:, :, :3]
+    else:
+        blended = region * (1.0 - w_photo[:, :, None]) + warped[:, :, :3]
+    blended = np.clip(blended, 0.0, 255.0)
+    region[touched] = blended[touched]
+    if weight_out is not None:
+        np.maximum(weight_out[y0:y1, x0:x1], w_photo, out=weight_out[y0:y1, x0:x1])
+    return box
+
+
+def composite_faces(
+    photo_rgb: np.ndarray,  # [H, W, 3] uint8 or float 0..255 (e.g. photo_output.working_rgb)
+    faces: list[FaceEdit],
+    config: CompositeConfig | None = None,
+) -> CompositeResult:
+    """Composite each face's edit in turn into one copy of the photo."""
+    config = config or CompositeConfig()
+    if photo_rgb.ndim != 3 or photo_rgb.shape[2] != 3:
+        raise PipelineError(f"photo pixels must be [H, W, 3], got shape {photo_rgb.shape}")
+    canvas = photo_rgb.astype(np.float32, copy=True)
+    weight = np.zeros(canvas.shape[:2], dtype=np.float32)
+    boxes = [composite_face(canvas, face, config, weight_out=weight) for face in faces]
+    return CompositeResult(rgb=canvas, weight=weight, boxes=boxes)
+
+
+def _checked(face: FaceEdit, canvas: np.ndarray):
+    """Validate one face's arrays; returns float32 edited, reconstruction, landmarks, mask."""
+    size = int(face.transform.output_size)
+    height, width = canvas.shape[:2]
+    if tuple(face.transform.photo_size) != (width, height):
+        raise PipelineError(
+            f"{face.name}: alignment was made on a {face.transform.photo_size[0]}x"
+            f"{face.transform.photo_size[1]} photo but the photo is {width}x{height}; "
+            "rerun the align stage"
+        )
+    images = []
+    for label, image in (("edited", face.edited), ("reconstruction", face.reconstruction)):
+        image = np.asarray(image)
+        if image.shape != (size, size, 3):
+            raise PipelineError(
+                f"{face.name}: {label} image must be [{size}, {size}, 3] (the aligned size), "
+                f"got shape {image.shape}"
+            )
+        image = image.astype(np.float32)
+        if not np.all(np.isfinite(image)) or image.min() < -0.5 or image.max() > 255.5:
+            raise PipelineError(
+                f"{face.name}: {label} image values must be finite and in 0..255, got "
+                f"{float(np.nanmin(image)):.3g}..{float(np.nanmax(image)):.3g}"
+            )
+        images.append(image)
+    landmarks = None
+    if face.landmarks is not None:
+        landmarks = np.asarray(face.landmarks, dtype=np.float64)
+        if landmarks.ndim != 2 or landmarks.shape[1] != 2 or not np.all(np.isfinite(landmarks)):
+            raise PipelineError(
+                f"{face.name}: landmarks must be a finite [K, 2] array, got shape {landmarks.shape}"
+            )
+    user_mask = None
+    if face.user_mask is not None:
+        user_mask = np.asarray(face.user_mask, dtype=np.float32)
+        if user_mask.shape != (size, size):
+            raise PipelineError(
+                f"{face.name}: drag mask must be [{size}, {size}], got shape {user_mask.shape}"
+            )
+    return images[0], images[1], landmarks, user_mask
