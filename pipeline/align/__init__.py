@@ -1,5 +1,38 @@
-"""Align stage: FFHQ face alignment and its transform record."""
+"""Align stage: FFHQ face alignment and its transform record.
 
+``detect_faces`` (dlib) -> ``select_faces`` -> ``ffhq_quad`` -> ``align_image`` (NVIDIA's
+``recreate_aligned_images``, bit-exact) -> ``AlignTransform`` (aligned <-> photo mapping).
+``find_faces`` / ``align_face`` / ``AlignConfig`` wrap them for one photo.
+"""
+
+from pipeline.align.detect import Face, detect_faces, face_from_landmarks, select_faces
+from pipeline.align.errors import FaceSelectionError, LandmarksFileError, NoFaceError
+from pipeline.align.face import AlignConfig, align_face, face_warning, find_faces
+from pipeline.align.ffhq import align_image, ffhq_quad
+from pipeline.align.landmark_names import LANDMARK_NAMES, landmark_index, landmark_name
+from pipeline.align.landmarks_io import load_landmarks_json, parse_landmarks
 from pipeline.align.transform import AlignTransform, aligned_to_photo, photo_to_aligned
 
-__all__ = ["AlignTransform", "aligned_to_photo", "photo_to_aligned"]
+__all__ = [
+    "LANDMARK_NAMES",
+    "AlignConfig",
+    "AlignTransform",
+    "Face",
+    "FaceSelectionError",
+    "LandmarksFileError",
+    "NoFaceError",
+    "align_face",
+    "align_image",
+    "aligned_to_photo",
+    "detect_faces",
+    "face_from_landmarks",
+    "face_warning",
+    "ffhq_quad",
+    "find_faces",
+    "landmark_index",
+    "landmark_name",
+    "load_landmarks_json",
+    "parse_landmarks",
+    "photo_to_aligned",
+    "select_faces",
+]
