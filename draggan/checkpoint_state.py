@@ -1,0 +1,78 @@
+"""Build a ``Generator`` from a config and a flat state dict, checking every tensor.
+
+Shared by every loader (official pickles, TensorFlow pickles, dragpipe's own format): the
+state must hold exactly the generator's parameters and buffers, by NVIDIA name and shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from draggan.config import GeneratorConfig
+from draggan.errors import CheckpointError
+from draggan.generator import Generator
+
+# Buffers of the StyleGAN2 generator (by last name component); everything else is a parameter.
+BUFFER_NAMES = ("w_avg", "noise_const", "resample_filter")
+
+
+def _listed(names: list[str], limit: int = 4) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def check_state(
+    expected: Mapping[str, torch.Size | tuple[int, ...]],
+    found: Mapping[str, torch.Tensor],
+    source: str,
+) -> None:
+    """Raise ``CheckpointError`` unless ``found`` has exactly ``expected``'s names and shapes."""
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    if missing:
+        raise CheckpointError(
+            f"{source}: {len(missing)} tensor(s) the generator needs are missing: "
+            f"{_listed(missing)}; the file is incomplete or not a StyleGAN2 generator"
+        )
+    if extra:
+        raise CheckpointError(
+            f"{source}: {len(extra)} unexpected tensor(s): {_listed(extra)}; the file holds a "
+            "different network than its configuration describes"
+        )
+    for name, shape in expected.items():
+        got = tuple(found[name].shape)
+        if got != tuple(shape):
+            raise CheckpointError(
+                f"{source}: tensor {name} has shape {list(got)}, the configuration needs "
+                f"{list(shape)}; the file's weights do not match its configuration"
+            )
+        if not (found[name].is_floating_point()):
+            raise CheckpointError(
+                f"{source}: tensor {name} has dtype {found[name].dtype}, expected floating point"
+            )
+
+
+def build_generator(
+    config: GeneratorConfig, state: Mapping[str, torch.Tensor], source: str
+) -> Generator:
+    """A ``Generator(config)`` holding ``state`` (checked by name and shape), in eval mode,
+    on the CPU, with ``requires_grad`` False on every parameter (like NVIDIA's ``G_ema``)."""
+    try:
+        G = Generator(config)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{source}: unusable generator configuration: {exc}") from None
+    own = G.state_dict()
+    check_state({name: tensor.shape for name, tensor in own.items()}, state, source)
+    with torch.no_grad():
+        for name, tensor in own.items():
+            tensor.copy_(state[name])
+    return G.eval().requires_grad_(False)
+
+
+def parameter_count(state: Mapping[str, torch.Tensor]) -> int:
+    """Number of trainable values (parameters, not buffers) in a generator state dict."""
+    return sum(
+        t.numel() for name, t in state.items() if name.rsplit(".", 1)[-1] not in BUFFER_NAMES
+    )
