@@ -4,8 +4,23 @@ Depends on none of dragpipe's other packages.
 """
 
 from draggan.config import GeneratorConfig
-from draggan.errors import DragganError
+from draggan.dragging import DragConfig, DragInputError, DragResult, DragStep, drag
+from draggan.errors import CheckpointError, DragganError, UnsafeCheckpointError
 from draggan.generator import Generator
+from draggan.loading import load_generator
 from draggan.version import __version__
 
-__all__ = ["DragganError", "Generator", "GeneratorConfig", "__version__"]
+__all__ = [
+    "DragConfig",
+    "DragInputError",
+    "DragResult",
+    "DragStep",
+    "DragganError",
+    "Generator",
+    "GeneratorConfig",
+    "CheckpointError",
+    "UnsafeCheckpointError",
+    "__version__",
+    "load_generator",
+    "drag",
+]

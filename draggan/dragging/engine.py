@@ -1,0 +1,191 @@
+"""``drag``: move handle points to target points by optimising the latent (DragGAN).
+
+Each step k, on the ws after k optimisation steps: one synthesis forward with gradients
+(up to the feature block in fast mode, the full image in official mode), point tracking on
+those features (no gradient), the stop checks, then motion supervision (+ the fixed-region
+loss) and one Adam step on the first ``layers`` ws. The last step ends without an update,
+so the final ws, handles and image always belong together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from draggan.dragging.config import DragConfig, DragParams
+from draggan.dragging.errors import DragInputError
+from draggan.dragging.fast import FastMode
+from draggan.dragging.inputs import DragInputs, check_inputs
+from draggan.dragging.official import OfficialMode
+from draggan.dragging.result import DragResult, DragStep
+
+# callback(record, image) -> True to stop; image [1, C, R, R] when this step rendered one.
+DragCallback = Callable[[DragStep, "torch.Tensor | None"], Any]
+
+# Both modes run NVIDIA's fused (grouped-convolution) modulated conv: what the official
+# renderer runs for stylegan2-ada-pytorch checkpoints, and the faster path on CPU here.
+FUSED_MODCONV = True
+
+
+class _Latent:
+    """The optimised part of ws: the first ``layers`` ws (or one w shared by them)."""
+
+    def __init__(self, ws0: torch.Tensor, layers: int, w_plus: bool) -> None:
+        self.layers = layers
+        self.w_plus = w_plus
+        self.rest = ws0[:, layers:]  # [1, num_ws - layers, w_dim], fixed
+        head = ws0[:, :layers] if w_plus else ws0[:, :1]
+        self.param = head.clone().requires_grad_(True)  # [1, layers or 1, w_dim]
+
+    def full(self) -> torch.Tensor:  # [1, num_ws, w_dim]
+        head = self.param if self.w_plus else self.param.expand(-1, self.layers, -1)
+        return torch.cat([head, self.rest], dim=1)
+
+
+class _Stall:
+    """Ends a drag whose handles have not moved more than ``tolerance`` px for ``steps``."""
+
+    def __init__(self, handles: torch.Tensor, steps: int | None, tolerance: float) -> None:
+        self.anchor = handles.clone()
+        self.anchor_step = 0
+        self.steps = steps
+        self.tolerance = tolerance
+
+    def stalled(self, step: int, handles: torch.Tensor) -> bool:
+        if (handles - self.anchor).norm(dim=1).max() > self.tolerance:
+            self.anchor = handles.clone()
+            self.anchor_step = step
+            return False
+        return self.steps is not None and step - self.anchor_step >= self.steps
+
+
+def _synthesise(
+    G: Any, ws: torch.Tensor, params: DragParams, config: DragConfig, render: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:  # features [1, C, h, h], image or None
+    """Features of the feature block, with the image when ``render``."""
+    if render:
+        img, feats = G.synthesis(
+            ws, noise_mode=config.noise_mode, return_features=True, fused_modconv=FUSED_MODCONV
+        )
+        return feats[params.feature_index], img
+    feat = G.synthesis.features_at(
+        ws, params.feature_resolution, noise_mode=config.noise_mode, fused_modconv=FUSED_MODCONV
+    )
+    return feat, None
+
+
+def _make_mode(config: DragConfig, params: DragParams, inputs: DragInputs) -> Any:
+    mode = OfficialMode if config.mode == "official" else FastMode
+    return mode(params, inputs, config)
+
+
+def _renders(config: DragConfig, mode: Any, step: int) -> bool:
+    if mode.renders_every_step or step == config.max_steps:
+        return True
+    return config.render_every > 0 and step % config.render_every == 0
+
+
+def drag(
+    G: Any,  # draggan Generator
+    ws: torch.Tensor,  # [1, num_ws, w_dim] starting latent
+    handles: Any,  # [K, 2] (x, y) = (column, row) pixels of the generated image
+    targets: Any,  # [K, 2] (x, y)
+    mask: Any = None,  # [R, R], 1 = may move, 0 = keep; None: everything may move
+    config: DragConfig | None = None,
+    callback: DragCallback | None = None,
+) -> DragResult:
+    """Drag ``handles`` to ``targets`` on the image of ``ws``; see ``DragConfig``.
+
+    Raises ``DragInputError`` (a ``DragganError``) for bad input before any work. The
+    generator's weights are not changed and get no gradients. ``callback(record, image)``
+    is called after every step's tracking (``image``: the [1, C, R, R] render when the step
+    made one, else None); returning True ends the drag (``stop_reason='callback'``).
+    """
+    if config is None:
+        config = DragConfig()
+    if not isinstance(config, DragConfig):
+        raise DragInputError(f"drag: config must be a DragConfig, got {type(config).__name__}")
+    if callback is not None and not callable(callback):
+        raise DragInputError(f"drag: callback must be callable, got {type(callback).__name__}")
+    inputs = check_inputs(G, ws, handles, targets, mask, config)
+    params = config.resolve(int(G.img_resolution), int(G.num_ws))
+    mode = _make_mode(config, params, inputs)
+    latent = _Latent(inputs.ws, config.layers, config.w_plus)
+    optimizer = torch.optim.Adam([latent.param], lr=config.lr)
+    stall = _Stall(inputs.handles, config.stall_steps, config.stall_tolerance)
+    history: list[DragStep] = []
+    image = None
+    reason = None
+    with torch.enable_grad():
+        for step in range(config.max_steps + 1):
+            feat, image = _synthesise(
+                G, latent.full(), params, config, _renders(config, mode, step)
+            )
+            feat = mode.features(feat)
+            if step == 0:
+                mode.start(feat)
+            current = mode.track(feat)
+            if mode.done():
+                reason = "converged"
+            elif step == config.max_steps:
+                reason = "max_steps"
+            elif stall.stalled(step, current):
+                reason = "stalled"
+            loss_motion, loss_mask = mode.losses(feat)
+            loss = _total(loss_motion, loss_mask, config.lambda_mask)
+            record = DragStep(
+                step=step,
+                handles=tuple((float(x), float(y)) for x, y in current.tolist()),
+                distances=tuple((inputs.targets - current).norm(dim=1).tolist()),
+                loss_motion=_value(loss_motion),
+                loss_mask=_value(loss_mask),
+                loss=_value(loss),
+                updated=reason is None,
+            )
+            if callback is not None and callback(record, _detached(image)) is True:
+                reason = reason or "callback"
+                record = dataclasses.replace(record, updated=False)
+            history.append(record)
+            if reason is not None:
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward(inputs=[latent.param])
+            optimizer.step()
+    final_ws = latent.full().detach()
+    if image is None:
+        with torch.no_grad():
+            image = G.synthesis(final_ws, noise_mode=config.noise_mode, fused_modconv=FUSED_MODCONV)
+    return DragResult(
+        ws=final_ws,
+        handles=torch.tensor([list(p) for p in history[-1].handles], dtype=torch.float64),
+        targets=inputs.targets,
+        image=image.detach(),
+        steps=len(history) - 1,
+        converged=reason == "converged",
+        stop_reason=reason,
+        stop_distance=params.stop_distance,
+        history=history,
+    )
+
+
+def _total(
+    loss_motion: torch.Tensor | None, loss_mask: torch.Tensor | None, lambda_mask: float
+) -> torch.Tensor | None:
+    """motion + lambda * mask, in the official order of additions."""
+    if loss_motion is None and loss_mask is None:
+        return None
+    if loss_mask is None:
+        return loss_motion
+    weighted = lambda_mask * loss_mask
+    return weighted if loss_motion is None else loss_motion + weighted
+
+
+def _value(loss: torch.Tensor | None) -> float:
+    return 0.0 if loss is None else float(loss.detach())
+
+
+def _detached(image: torch.Tensor | None) -> torch.Tensor | None:
+    return None if image is None else image.detach()

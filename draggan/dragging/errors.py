@@ -1,0 +1,7 @@
+"""Errors of the drag engine."""
+
+from draggan.errors import DragganError
+
+
+class DragInputError(DragganError, ValueError):
+    """Bad drag input (points, mask, ws, config); raised before any optimisation step."""
