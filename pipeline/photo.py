@@ -99,9 +99,11 @@ def load_photo(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> Photo:
         exif_bytes = None
         # Only a real EXIF block is kept (a TIFF's own tags also show up in getexif()).
         if image.info.get("exif"):
-            if EXIF_ORIENTATION_TAG in exif:
-                exif[EXIF_ORIENTATION_TAG] = 1
-            exif_bytes = exif.tobytes()
+            kept = Image.Exif()  # a copy: exif_transpose below still reads the real tag
+            kept.load(exif.tobytes())
+            if EXIF_ORIENTATION_TAG in kept:
+                kept[EXIF_ORIENTATION_TAG] = 1
+            exif_bytes = kept.tobytes()
         upright = image
         if orientation != 1:
             upright = ImageOps.exif_transpose(image)
