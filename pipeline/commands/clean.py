@@ -1,0 +1,74 @@
+"""``dragpipe clean SPEC``: remove cached results the spec no longer uses;
+``dragpipe clean --all``: remove every cached result of the workdir."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+
+from pipeline.commands import _shared
+from pipeline.errors import UsageError
+
+NAME = "clean"
+HELP = "remove cached results a spec no longer uses (or all of them with --all)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _shared.add_spec_argument(parser, required=False)
+    _shared.add_store_arguments(parser)
+    parser.add_argument(
+        "--all", action="store_true", help="remove every cached result and interrupted run"
+    )
+
+
+def _size(total: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if total < 1024 or unit == "GB":
+            return f"{total:.0f} {unit}" if unit == "B" else f"{total:.1f} {unit}"
+        total /= 1024
+    return f"{total} B"
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.plan import plan_photos
+    from pipeline.runner import RunOptions, make_context
+    from pipeline.stages.generator import generator_resolution
+    from pipeline.status import photo_status, used_keys
+    from pipeline.store import RunLock, Store
+
+    if args.spec is None and not args.all:
+        raise UsageError("clean needs a SPEC (remove what it no longer uses) or --all")
+    if args.spec is None and not args.workdir:
+        raise UsageError("clean --all without a SPEC needs --workdir DIR")
+    workdir = _shared.workdir_of(args, args.spec)
+    if not workdir.is_dir():
+        print(f"nothing to clean: {workdir} does not exist")
+        return 0
+    spec = _shared.load(args.spec) if args.spec else None
+    store = Store(workdir)
+    with RunLock(workdir, timeout=0.0):
+        keep: set[tuple[str, str]] = set()
+        if spec is not None and not args.all:
+            options = RunOptions(workdir=workdir, out=workdir, device="cpu")
+            ctx = make_context(spec, options, _shared.display_of(args))
+            store = ctx.store
+            for plan in plan_photos(spec, generator_resolution(ctx)):
+                keep |= used_keys(photo_status(ctx, plan))
+        freed, removed = 0, 0
+        for stage, key in store.all_results():
+            if (stage, key) in keep:
+                continue
+            freed += store.size_of(stage, key)
+            store.remove(stage, key)
+            removed += 1
+        partial = workdir / "partial"
+        if partial.is_dir():
+            for entry in partial.iterdir():
+                freed += sum(p.stat().st_size for p in entry.rglob("*") if p.is_file())
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        if args.all:
+            shutil.rmtree(workdir / "refs", ignore_errors=True)
+    kept = f", kept {len(keep)} the spec uses" if keep else ""
+    print(f"removed {removed} cached results ({_size(freed)}) from {workdir}{kept}")
+    return 0

@@ -1,0 +1,308 @@
+"""Run a spec: per photo align -> invert -> each edit -> composite, each stage cached.
+
+Photos are independent: with ``keep_going`` a failing photo is reported and the others go
+on. Edits run in dependency order (an edit with ``from: <other>`` starts from the other
+edit's latent). Every stage result comes from the store when its key is there; the files a
+user sees are then copied into ``<out>/<photo id>/``:
+
+- ``<edit>.<ext>``: the edited photo, same format as the input;
+- ``<edit>_before.png`` / ``<edit>_after.png``: the aligned face before and after the drag;
+- ``<edit>_trajectory.gif``: the drag as an animation.
+
+With ``face: all`` the per-face files get ``_face<i>`` after the edit name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from draggan.errors import DragganError
+from inversion.errors import InversionError
+from pipeline.errors import PipelineError, UsageError
+from pipeline.plan import PhotoPlan, plan_photos
+from pipeline.progress import Display
+from pipeline.stages import align as align_stage
+from pipeline.stages import composite as composite_stage
+from pipeline.stages import edit as edit_stage
+from pipeline.stages import invert as invert_stage
+from pipeline.stages.common import STAGES, Outcome, StageContext
+from pipeline.stages.generator import generator_resolution
+from pipeline.store import Result, RunLock, Store
+from pipeline.store.keys import sha256_file
+
+
+@dataclass
+class RunOptions:
+    workdir: Path
+    out: Path
+    only: str | None = None  # stop after this stage (its upstream stages run as needed)
+    force: frozenset[str] = frozenset()  # stages to recompute (and everything after them)
+    keep_going: bool = False
+    device: str = "auto"
+    checkpoint_every: int = 25
+    lock_timeout: float | None = None  # None: wait for another run as long as it takes
+
+
+@dataclass
+class Row:
+    """One line of the summary table."""
+
+    photo: str
+    stage: str
+    what: str
+    status: str  # 'computed' | 'cached' | 'failed'
+    seconds: float = 0.0
+    metrics: str = ""
+
+
+@dataclass
+class RunReport:
+    rows: list[Row] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)  # photo id -> error message
+    outputs: dict[str, list[Path]] = field(default_factory=dict)  # photo id -> files
+
+    @property
+    def computed(self) -> int:
+        return sum(row.status == "computed" for row in self.rows)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' (CUDA, then MPS, then CPU), or an explicit torch device name."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {name!r} is not a device: use auto, cpu, cuda or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available here; use --device cpu")
+    return device
+
+
+def check_perceptual_weights(plans: list[PhotoPlan]) -> None:
+    """Fail before any work when an LPIPS backbone the inversions need is not on disk."""
+    from inversion import check_weights
+
+    for plan in plans:
+        check_weights(plan.project_config.lpips_net, plan.project_config.perceptual_backbone)
+        check_weights(plan.tune_config.lpips_net, plan.tune_config.perceptual_backbone)
+
+
+def forced_stages(force: str | None) -> frozenset[str]:
+    """``--force STAGE``: that stage and every later one."""
+    if force is None:
+        return frozenset()
+    return frozenset(STAGES[STAGES.index(force) :])
+
+
+def make_context(spec: Any, options: RunOptions, display: Display) -> StageContext:
+    store = Store(options.workdir, report=display.warn)
+    return StageContext(
+        store=store,
+        display=display,
+        device=resolve_device(options.device),
+        generator_path=Path(spec.generator),
+        force=options.force,
+        checkpoint_every=options.checkpoint_every,
+    )
+
+
+def run_spec(spec: Any, options: RunOptions, display: Display) -> RunReport:
+    """Run every photo of ``spec``; returns the report (the caller prints it)."""
+    options.workdir.mkdir(parents=True, exist_ok=True)
+    report = RunReport()
+    lock = RunLock(
+        options.workdir,
+        timeout=options.lock_timeout,
+        on_wait=lambda holder: display.info(f"waiting for the workdir lock held by {holder}"),
+    )
+    with lock:
+        ctx = make_context(spec, options, display)
+        resolution = generator_resolution(ctx)
+        plans = plan_photos(spec, resolution)
+        check_perceptual_weights(plans)
+        for plan in plans:
+            try:
+                _run_photo(ctx, plan, options, report)
+            except (PipelineError, DragganError, InversionError) as exc:
+                if isinstance(exc, UsageError) and not options.keep_going:
+                    raise
+                report.failures[plan.photo_id] = str(exc)
+                report.rows.append(Row(plan.photo_id, "-", "", "failed", metrics=str(exc)))
+                display.warn(f"photo {plan.photo_id} failed: {exc}")
+                if not options.keep_going:
+                    break
+    return report
+
+
+def _row(plan: PhotoPlan, stage: str, what: str, outcome: Outcome, metrics: str = "") -> Row:
+    return Row(
+        plan.photo_id,
+        stage,
+        what,
+        "computed" if outcome.computed else "cached",
+        outcome.seconds,
+        metrics,
+    )
+
+
+def _run_photo(ctx: StageContext, plan: PhotoPlan, options: RunOptions, report: RunReport) -> None:
+    store, pid = ctx.store, plan.photo_id
+    label = pid
+    align = align_stage.run(
+        ctx, plan.path, plan.landmarks, plan.face, plan.align_config, plan.resolution
+    )
+    store.write_ref(pid, "align", align.material)
+    faces = align_stage.faces(align.result)
+    report.rows.append(_row(plan, "align", f"{len(faces)} face(s)", align))
+    if options.only == "align":
+        return
+
+    inverts: list[Result] = []
+    for k, record in enumerate(faces):
+        face_label = f"{label} face {record['index']}" if len(faces) > 1 else label
+        outcome = invert_stage.run(
+            ctx, align.result, k, plan.project_config, plan.tune_config, face_label
+        )
+        store.write_ref(pid, f"invert-face{k}", outcome.material)
+        m = outcome.result.metrics
+        report.rows.append(
+            _row(plan, "invert", _face_name(record, faces), outcome, _invert_metrics(m))
+        )
+        inverts.append(outcome.result)
+    if options.only == "invert":
+        return
+
+    edits_done: dict[str, list[Result]] = {}
+    outputs: list[Path] = []
+    for edit in plan.edits:
+        results: list[Result] = []
+        for k, record in enumerate(faces):
+            start = edits_done[edit.start][k] if edit.start else None
+            key = edit_stage.material(
+                inverts[k].key,
+                start.key if start is not None else None,
+                k,
+                edit.drag_config,
+                edit.key_params,
+                edit.mask_digest(store),
+            )
+            face_label = f"{label} {edit.name}" + (
+                f" face {record['index']}" if len(faces) > 1 else ""
+            )
+            outcome = edit_stage.run(
+                ctx,
+                key,
+                inverts[k],
+                start,
+                lambda record=record, edit=edit: edit.resolve(record, plan.resolution),
+                edit.drag_config,
+                face_label,
+            )
+            store.write_ref(pid, f"edit-{edit.name}-face{k}", key)
+            report.rows.append(
+                _row(
+                    plan,
+                    "edit",
+                    edit.name + _face_suffix(record, faces),
+                    outcome,
+                    _edit_metrics(outcome.result.metrics),
+                )
+            )
+            results.append(outcome.result)
+        edits_done[edit.name] = results
+        if options.only == "edit":
+            continue
+        outcome = composite_stage.run(
+            ctx, plan.path, align.result, inverts, results, edit.composite_config
+        )
+        store.write_ref(pid, f"composite-{edit.name}", outcome.material)
+        report.rows.append(
+            _row(
+                plan,
+                "composite",
+                edit.name,
+                outcome,
+                f"touched {100 * outcome.result.metrics.get('touched_fraction', 0):.1f}%",
+            )
+        )
+        outputs += _materialise(options.out / pid, edit.name, outcome.result, results, faces)
+    report.outputs[pid] = outputs
+
+
+def _face_name(record: dict[str, Any], faces: list[dict[str, Any]]) -> str:
+    return f"face {record['index']}"
+
+
+def _face_suffix(record: dict[str, Any], faces: list[dict[str, Any]]) -> str:
+    return f" (face {record['index']})" if len(faces) > 1 else ""
+
+
+def _invert_metrics(m: dict[str, Any]) -> str:
+    parts = []
+    for name, fmt in (
+        ("psnr", "PSNR {:.2f} dB"),
+        ("lpips", "LPIPS {:.3f}"),
+        ("identity_similarity", "identity {:.3f}"),
+    ):
+        if isinstance(m.get(name), (int, float)):
+            parts.append(fmt.format(m[name]))
+    return ", ".join(parts)
+
+
+def _edit_metrics(m: dict[str, Any]) -> str:
+    dist = m.get("final_distance") or []
+    text = "distance " + " ".join(f"{d:.1f}" for d in dist) + " px" if dist else ""
+    steps = m.get("steps")
+    if steps is not None:
+        text += f", {steps} steps" + ("" if m.get("converged") else " (not converged)")
+    return text
+
+
+def _copy_if_changed(source: Path, target: Path, digest: str | None = None) -> Path:
+    """Copy ``source`` to ``target`` atomically unless ``target`` already has its bytes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_file() and target.stat().st_size == source.stat().st_size:
+        if sha256_file(target) == (digest or sha256_file(source)):
+            return target
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def _materialise(
+    folder: Path,
+    name: str,
+    composite: Result,
+    edits: list[Result],
+    faces: list[dict[str, Any]],
+) -> list[Path]:
+    """Copy one edit's user-facing files from the store into ``folder``."""
+    files = composite.manifest["files"]
+    output = composite_stage.output_file(composite)
+    written = [
+        _copy_if_changed(output, folder / f"{name}{output.suffix}", files[output.name]["sha256"])
+    ]
+    for record, edit in zip(faces, edits, strict=True):
+        suffix = f"_face{record['index']}" if len(faces) > 1 else ""
+        efiles = edit.manifest["files"]
+        for stored, shown in (
+            ("before.png", f"{name}{suffix}_before.png"),
+            ("edited.png", f"{name}{suffix}_after.png"),
+            ("trajectory.gif", f"{name}{suffix}_trajectory.gif"),
+        ):
+            written.append(
+                _copy_if_changed(edit.file(stored), folder / shown, efiles[stored]["sha256"])
+            )
+    return written

@@ -1,0 +1,187 @@
+"""Edit stage: one DragGAN edit of one inverted face.
+
+Key: the drag config, the edit's points and mask as written in the spec (plus the digest of
+a mask file), the face index, the inversion's key and, for a chained edit (``from:``), the
+key of the edit it starts from. Result files:
+
+- ``ws.safetensors``: ``ws`` [1, num_ws, w_dim] after the drag (a chained edit starts here);
+- ``before.png`` / ``edited.png``: the aligned image the drag started from / ended with;
+- ``trajectory.gif``: the drag as an animation (handles red, targets blue);
+- ``history.json``: one record per step (handles, losses, distances to the targets);
+- ``points.json``: the handles and targets the spec resolved to (aligned pixels);
+- ``mask.png``: the resolved drag mask (white = may move), when the edit has one;
+- metrics: steps, converged, final distance of each handle to its target (aligned px).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from pipeline.stages.common import (
+    Outcome,
+    StageContext,
+    load_png,
+    run_cached,
+    save_png,
+    tensor_to_image,
+)
+from pipeline.stages.generator import tuned_generator
+from pipeline.store import KeyMaterial, Pending, Result
+
+VERSION = 1
+MAX_FRAMES = 60  # frames kept in the trajectory animation (evenly subsampled)
+FRAME_MS = 80
+
+
+def material(
+    invert_key: str,
+    start_key: str | None,
+    face: int,
+    drag_config: Any,
+    edit_params: dict[str, Any],
+    mask_digest: str | None,
+) -> KeyMaterial:
+    inputs: dict[str, Any] = {"invert": invert_key}
+    if start_key is not None:
+        inputs["start"] = start_key
+    if mask_digest is not None:
+        inputs["mask"] = mask_digest
+    return KeyMaterial(
+        stage="edit",
+        version=VERSION,
+        params={"drag": drag_config.to_dict(), "points": edit_params, "face": {"index": face}},
+        inputs=inputs,
+    )
+
+
+def run(
+    ctx: StageContext,
+    key: KeyMaterial,
+    invert: Result,
+    start: Result | None,
+    resolve: Any,
+    drag_config: Any,
+    label: str,
+) -> Outcome:
+    """``resolve()`` -> (handles [K, 2], targets [K, 2], mask [S, S] or None), aligned px."""
+    return run_cached(
+        ctx, key, lambda pending: _compute(ctx, pending, invert, start, resolve, drag_config, label)
+    )
+
+
+def _compute(
+    ctx: StageContext,
+    pending: Pending,
+    invert: Result,
+    start: Result | None,
+    resolve: Any,
+    drag_config: Any,
+    label: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    from draggan import drag
+
+    G = tuned_generator(ctx, invert.key, invert.file("generator.safetensors"))
+    origin = start if start is not None else invert
+    ws = origin.tensors("ws.safetensors")["ws"].to(ctx.device)  # [1, num_ws, w_dim]
+    before = load_png(origin.file("edited.png" if start is not None else "reconstruction.png"))
+    handles, targets, mask = resolve()
+    handles = np.asarray(handles, dtype=np.float64).reshape(-1, 2)
+    targets = np.asarray(targets, dtype=np.float64).reshape(-1, 2)
+    pending.write_json(
+        "points.json",
+        {
+            "handles": handles.tolist(),
+            "targets": targets.tolist(),
+            "mask_fraction": None if mask is None else float(np.mean(mask > 0)),
+        },
+    )
+    mask_t = None
+    if mask is not None:
+        movable = np.asarray(mask) > 0  # [S, S] bool, True = may move
+        save_png(
+            pending.file("mask.png"), np.repeat(movable[:, :, None] * 255, 3, 2).astype(np.uint8)
+        )
+        mask_t = torch.from_numpy(movable.astype(np.float32))
+
+    frames: list[tuple[int, np.ndarray]] = [(0, before)]
+    records: list[dict[str, Any]] = []
+    total = getattr(drag_config, "max_steps", None)
+    with ctx.display.stage(f"{label} drag", total) as bar:
+
+        def callback(record: Any, image: torch.Tensor | None = None) -> None:
+            data = record.to_dict() if hasattr(record, "to_dict") else dict(record)
+            records.append(data)
+            distances = data.get("distances") or []
+            live = {"loss": float(data.get("loss", 0.0))}
+            if distances:
+                live["dist"] = float(max(distances))
+            bar.update(int(data.get("step", len(records))), total, **live)
+            if image is not None:
+                frames.append((int(data.get("step", len(records))), tensor_to_image(image)))
+
+        result = drag(
+            G,
+            ws,
+            torch.from_numpy(handles).float(),
+            torch.from_numpy(targets).float(),
+            mask=None if mask_t is None else mask_t.to(ctx.device),
+            config=drag_config,
+            callback=callback,
+        )
+        bar.close()
+    with torch.no_grad():
+        final = tensor_to_image(G.synthesis(result.ws.to(ctx.device), noise_mode="const"))
+    pending.write_tensors("ws.safetensors", {"ws": result.ws})
+    save_png(pending.file("before.png"), before)
+    save_png(pending.file("edited.png"), final)
+    history = [r.to_dict() if hasattr(r, "to_dict") else dict(r) for r in result.history]
+    pending.write_json("history.json", history)
+    frames.append((int(result.steps), final))
+    write_trajectory(pending.file("trajectory.gif"), frames, history, targets)
+    final_handles = np.asarray(
+        result.handles.detach().cpu() if torch.is_tensor(result.handles) else result.handles,
+        dtype=np.float64,
+    ).reshape(-1, 2)
+    distances = np.linalg.norm(final_handles - targets, axis=1)
+    metrics = {
+        "steps": int(result.steps),
+        "converged": bool(result.converged),
+        "final_distance": [round(float(d), 3) for d in distances],
+        "start_distance": [round(float(d), 3) for d in np.linalg.norm(handles - targets, axis=1)],
+    }
+    return metrics, {"final_handles": final_handles.tolist()}
+
+
+def write_trajectory(
+    path: Any,
+    frames: list[tuple[int, np.ndarray]],
+    history: list[dict[str, Any]],
+    targets: np.ndarray,
+) -> None:
+    """An animated GIF of the drag, with each frame's handles (red) and the targets (blue)."""
+    if len(frames) > MAX_FRAMES:
+        picks = np.linspace(0, len(frames) - 1, MAX_FRAMES).round().astype(int)
+        frames = [frames[i] for i in sorted(set(picks.tolist()))]
+    by_step = {int(r.get("step", i + 1)): r.get("handles") for i, r in enumerate(history)}
+    first = history[0].get("handles") if history else None
+    images = []
+    for step, frame in frames:
+        image = Image.fromarray(frame)
+        draw = ImageDraw.Draw(image)
+        radius = max(1.5, image.width / 128)
+        handles = by_step.get(step) or (first if step == 0 else None)
+        for x, y in np.asarray(targets).reshape(-1, 2):
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=(40, 90, 255))
+        if handles:
+            for x, y in np.asarray(handles, dtype=float).reshape(-1, 2):
+                draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=(255, 40, 40))
+        images.append(image.convert("P", palette=Image.Palette.ADAPTIVE, colors=255))
+    durations = [FRAME_MS] * len(images)
+    durations[-1] = FRAME_MS * 10  # linger on the result
+    images[0].save(
+        path, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0
+    )
