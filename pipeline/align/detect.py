@@ -132,13 +132,16 @@ def face_from_landmarks(landmarks: np.ndarray, index: int = 0) -> Face:
     return Face(box=box, score=float("nan"), landmarks=points, index=index, source="override")
 
 
-def select_faces(faces: list[Face], face: str | int = "largest") -> list[Face]:
+def select_faces(faces: list[Face] | list[np.ndarray], face: str | int = "largest") -> list[Face]:
     """The faces to edit: 'largest' (biggest FFHQ crop), an index (left to right) or 'all'.
 
-    ``faces`` must be non-empty (a photo without faces raises ``NoFaceError`` earlier).
+    ``faces``: non-empty (a photo without faces raises ``NoFaceError`` earlier); bare
+    landmark arrays [68, 2] (e.g. from ``load_landmarks_json``) are wrapped and ordered.
     """
     if not faces:
         raise FaceSelectionError("no faces to choose from")
+    if not all(isinstance(f, Face) for f in faces):  # bare [68, 2] landmark arrays
+        faces = order_faces([f if isinstance(f, Face) else face_from_landmarks(f) for f in faces])
     choice = face.strip().lower() if isinstance(face, str) else face
     if isinstance(choice, str) and choice.lstrip("-").isdigit():
         choice = int(choice)

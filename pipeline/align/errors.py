@@ -6,14 +6,22 @@ from pipeline.errors import PipelineError, UsageError
 
 
 class NoFaceError(PipelineError):
-    """No face was detected in a photo (exit code 1: that photo failed)."""
+    """No face was detected in a photo (exit code 1: that photo failed).
 
-    def __init__(self, photo: object, detail: str = ""):
+    ``NoFaceError.for_photo(path)`` builds the standard one-line message, which names the
+    file and points to the landmark override.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message, exit_code=1)
+
+    @classmethod
+    def for_photo(cls, photo: object, detail: str = "") -> NoFaceError:
         extra = f" ({detail})" if detail else ""
-        super().__init__(
-            f"no face found in {photo}{extra}: give its 68 landmarks instead "
-            "('landmarks:' in the spec or 'dragpipe landmarks --landmarks FILE.json'); "
-            "faces smaller than about 40 px are not detected"
+        return cls(
+            f"no face found in {photo}{extra}: faces smaller than about 40 px are not "
+            "detected; give its 68 landmarks instead ('landmarks:' in the spec, or "
+            "'dragpipe landmarks PHOTO --landmarks FILE.json' to check them)"
         )
 
 

@@ -93,7 +93,7 @@ def find_faces(
         return order_faces(faces)
     faces = detect_faces(photo.rgb, upsample=config.upsample, max_side=config.detect_max_side)
     if not faces:
-        raise NoFaceError(photo.path)
+        raise NoFaceError.for_photo(photo.path)
     return faces
 
 
