@@ -7,12 +7,32 @@ state must hold exactly the generator's parameters and buffers, by NVIDIA name a
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from draggan.config import GeneratorConfig
 from draggan.errors import CheckpointError
 from draggan.generator import Generator
+
+
+@dataclass
+class CheckpointContents:
+    """What a checkpoint holds, before any network is built.
+
+    ``state`` maps NVIDIA names to tensors; ``format`` says which writer made the file
+    (e.g. 'stylegan2-ada-pytorch pickle'); ``network`` which network of the file was used
+    (e.g. 'G_ema'); ``details`` extra facts for ``dragpipe inspect`` (e.g. the dragpipe
+    version that wrote a native file).
+    """
+
+    config: GeneratorConfig
+    state: dict[str, torch.Tensor]
+    format: str
+    network: str
+    details: dict[str, Any] = field(default_factory=dict)
+
 
 # Buffers of the StyleGAN2 generator (by last name component); everything else is a parameter.
 BUFFER_NAMES = ("w_avg", "noise_const", "resample_filter")
@@ -54,6 +74,32 @@ def check_state(
             )
 
 
+def channels_config(
+    img_resolution: int, state: Mapping[str, torch.Tensor], channel_base: int, channel_max: int
+) -> tuple[int, int]:
+    """(channel_base, channel_max) that reproduce the blocks' channel counts in ``state``.
+
+    The given values are kept when they fit (or when the blocks' weights are absent: the
+    name check reports that); otherwise they are inferred from the conv1 weight shapes,
+    since ``min(channel_base // res, channel_max)`` is all that the two numbers decide.
+    """
+    resolutions = [2**i for i in range(2, img_resolution.bit_length())]
+    names = [f"synthesis.b{r}.conv1.weight" for r in resolutions]
+    if not all(n in state and state[n].dim() == 4 for n in names):
+        return channel_base, channel_max
+    found = {r: int(state[n].shape[0]) for r, n in zip(resolutions, names, strict=True)}
+
+    def fits(base: int, cmax: int) -> bool:
+        return all(min(base // r, cmax) == c for r, c in found.items())
+
+    if fits(channel_base, channel_max):
+        return channel_base, channel_max
+    cmax = max(found.values())
+    below = [r for r, c in found.items() if c < cmax]
+    base = found[max(below)] * max(below) if below else cmax * img_resolution
+    return (base, cmax) if fits(base, cmax) else (channel_base, channel_max)
+
+
 def build_generator(
     config: GeneratorConfig, state: Mapping[str, torch.Tensor], source: str
 ) -> Generator:
@@ -65,6 +111,13 @@ def build_generator(
         raise CheckpointError(f"{source}: unusable generator configuration: {exc}") from None
     own = G.state_dict()
     check_state({name: tensor.shape for name, tensor in own.items()}, state, source)
+    for name, tensor in own.items():
+        # Resampling filters follow from the config; a different one means a wrong config.
+        if name.endswith("resample_filter") and not torch.equal(tensor, state[name].float()):
+            raise CheckpointError(
+                f"{source}: {name} differs from the filter {list(config.resample_filter)} "
+                "the configuration names; the file's settings are inconsistent"
+            )
     with torch.no_grad():
         for name, tensor in own.items():
             tensor.copy_(state[name])
