@@ -51,18 +51,27 @@ class EditPlan:
                 )
         return ",".join(store.file_digest(path) for path in files)
 
-    def resolve(self, record: dict[str, Any], size: int) -> tuple[np.ndarray, np.ndarray, Any]:
-        """(handles [K, 2], targets [K, 2], mask [S, S] or None) in aligned pixels."""
+    def face_indices(self, faces: list[dict[str, Any]]) -> list[int]:
+        """The faces (indices into the alignment's records) this edit applies to: the one
+        holding its photo-space points, else every face."""
+        from pipeline.align.transform import AlignTransform
+        from pipeline.spec.points import owning_face
+
+        if len(faces) == 1:
+            return [0]
+        owner = owning_face(self.spec, [AlignTransform.from_dict(f["transform"]) for f in faces])
+        return list(range(len(faces))) if owner is None else [owner]
+
+    def resolve(self, record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, Any]:
+        """(handles [K, 2], targets [K, 2], mask [S, S] float or None) in aligned pixels."""
         from pipeline.align.transform import AlignTransform
         from pipeline.spec.masks import resolve_mask
         from pipeline.spec.points import resolve_points
 
         transform = AlignTransform.from_dict(record["transform"])
         landmarks = np.asarray(record["aligned_landmarks"], dtype=np.float64)
-        handles, targets = resolve_points(self.spec, transform, landmarks)
-        mask = None
-        if self.spec.mask:
-            mask = resolve_mask(self.spec, transform, landmarks)
+        handles, targets = resolve_points(self.spec, landmarks, transform)
+        mask = resolve_mask(self.spec, landmarks, transform)
         return np.asarray(handles), np.asarray(targets), mask
 
 

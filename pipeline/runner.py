@@ -27,11 +27,12 @@ from inversion.errors import InversionError
 from pipeline.errors import PipelineError, UsageError
 from pipeline.plan import PhotoPlan, plan_photos
 from pipeline.progress import Display
+from pipeline.stages import STAGES
 from pipeline.stages import align as align_stage
 from pipeline.stages import composite as composite_stage
 from pipeline.stages import edit as edit_stage
 from pipeline.stages import invert as invert_stage
-from pipeline.stages.common import STAGES, Outcome, StageContext
+from pipeline.stages.common import Outcome, StageContext
 from pipeline.stages.generator import generator_resolution
 from pipeline.store import Result, RunLock, Store
 from pipeline.store.keys import sha256_file
@@ -177,18 +178,19 @@ def _run_photo(ctx: StageContext, plan: PhotoPlan, options: RunOptions, report: 
         store.write_ref(pid, f"invert-face{k}", outcome.material)
         m = outcome.result.metrics
         report.rows.append(
-            _row(plan, "invert", _face_name(record, faces), outcome, _invert_metrics(m))
+            _row(plan, "invert", f"face {record['index']}", outcome, _invert_metrics(m))
         )
         inverts.append(outcome.result)
     if options.only == "invert":
         return
 
-    edits_done: dict[str, list[Result]] = {}
+    edits_done: dict[str, dict[int, Result]] = {}
     outputs: list[Path] = []
     for edit in plan.edits:
-        results: list[Result] = []
-        for k, record in enumerate(faces):
-            start = edits_done[edit.start][k] if edit.start else None
+        results: dict[int, Result] = {}
+        for k in edit.face_indices(faces):
+            record = faces[k]
+            start = edits_done[edit.start].get(k) if edit.start else None
             key = edit_stage.material(
                 inverts[k].key,
                 start.key if start is not None else None,
@@ -197,51 +199,39 @@ def _run_photo(ctx: StageContext, plan: PhotoPlan, options: RunOptions, report: 
                 edit.key_params,
                 edit.mask_digest(store),
             )
-            face_label = f"{label} {edit.name}" + (
-                f" face {record['index']}" if len(faces) > 1 else ""
-            )
+            what = edit.name + _face_suffix(record, faces)
             outcome = edit_stage.run(
                 ctx,
                 key,
                 inverts[k],
                 start,
-                lambda record=record, edit=edit: edit.resolve(record, plan.resolution),
+                lambda record=record, edit=edit: edit.resolve(record),
                 edit.drag_config,
-                face_label,
+                f"{label} {what}",
             )
             store.write_ref(pid, f"edit-{edit.name}-face{k}", key)
-            report.rows.append(
-                _row(
-                    plan,
-                    "edit",
-                    edit.name + _face_suffix(record, faces),
-                    outcome,
-                    _edit_metrics(outcome.result.metrics),
-                )
-            )
-            results.append(outcome.result)
+            metrics = _edit_metrics(outcome.result.metrics)
+            report.rows.append(_row(plan, "edit", what, outcome, metrics))
+            results[k] = outcome.result
         edits_done[edit.name] = results
         if options.only == "edit":
             continue
+        ks = sorted(results)
         outcome = composite_stage.run(
-            ctx, plan.path, align.result, inverts, results, edit.composite_config
+            ctx,
+            plan.path,
+            align.result,
+            ks,
+            [inverts[k] for k in ks],
+            [results[k] for k in ks],
+            edit.composite_config,
         )
         store.write_ref(pid, f"composite-{edit.name}", outcome.material)
-        report.rows.append(
-            _row(
-                plan,
-                "composite",
-                edit.name,
-                outcome,
-                f"touched {100 * outcome.result.metrics.get('touched_fraction', 0):.1f}%",
-            )
-        )
-        outputs += _materialise(options.out / pid, edit.name, outcome.result, results, faces)
+        touched = 100 * outcome.result.metrics.get("touched_fraction", 0)
+        report.rows.append(_row(plan, "composite", edit.name, outcome, f"touched {touched:.1f}%"))
+        picked = [(faces[k], results[k]) for k in ks]
+        outputs += _materialise(options.out / pid, edit.name, outcome.result, picked, len(faces))
     report.outputs[pid] = outputs
-
-
-def _face_name(record: dict[str, Any], faces: list[dict[str, Any]]) -> str:
-    return f"face {record['index']}"
 
 
 def _face_suffix(record: dict[str, Any], faces: list[dict[str, Any]]) -> str:
@@ -285,24 +275,21 @@ def _materialise(
     folder: Path,
     name: str,
     composite: Result,
-    edits: list[Result],
-    faces: list[dict[str, Any]],
+    edits: list[tuple[dict[str, Any], Result]],
+    face_count: int,
 ) -> list[Path]:
     """Copy one edit's user-facing files from the store into ``folder``."""
-    files = composite.manifest["files"]
     output = composite_stage.output_file(composite)
-    written = [
-        _copy_if_changed(output, folder / f"{name}{output.suffix}", files[output.name]["sha256"])
-    ]
-    for record, edit in zip(faces, edits, strict=True):
-        suffix = f"_face{record['index']}" if len(faces) > 1 else ""
-        efiles = edit.manifest["files"]
+    digest = composite.manifest["files"][output.name]["sha256"]
+    written = [_copy_if_changed(output, folder / f"{name}{output.suffix}", digest)]
+    for record, edit in edits:
+        suffix = f"_face{record['index']}" if face_count > 1 else ""
+        files = edit.manifest["files"]
         for stored, shown in (
             ("before.png", f"{name}{suffix}_before.png"),
             ("edited.png", f"{name}{suffix}_after.png"),
             ("trajectory.gif", f"{name}{suffix}_trajectory.gif"),
         ):
-            written.append(
-                _copy_if_changed(edit.file(stored), folder / shown, efiles[stored]["sha256"])
-            )
+            target = folder / shown
+            written.append(_copy_if_changed(edit.file(stored), target, files[stored]["sha256"]))
     return written

@@ -35,14 +35,15 @@ class SlotStatus:
     why: str = ""
 
 
-def _face_count(ctx: StageContext, plan: PhotoPlan, align_key: KeyMaterial) -> int:
-    if plan.face != "all":
-        return 1
-    found = ctx.store.lookup(align_key)
-    if found is not None:
-        return len(align_stage.faces(found))
-    ref_dir = ctx.store.root / "refs" / plan.photo_id
-    return max(1, len(list(ref_dir.glob("invert-face*.json"))))
+def _faces(ctx: StageContext, plan: PhotoPlan, align_key: KeyMaterial) -> tuple[int, list | None]:
+    """(number of faces, their records when the alignment is cached)."""
+    if not ctx.store.exists("align", align_key.key):
+        if plan.face != "all":
+            return 1, None
+        ref_dir = ctx.store.root / "refs" / plan.photo_id
+        return max(1, len(list(ref_dir.glob("invert-face*.json")))), None
+    records = align_stage.faces(ctx.store.lookup(align_key))
+    return len(records), records
 
 
 def photo_status(ctx: StageContext, plan: PhotoPlan) -> list[SlotStatus]:
@@ -56,18 +57,20 @@ def photo_status(ctx: StageContext, plan: PhotoPlan) -> list[SlotStatus]:
         ctx, plan.path, plan.landmarks, plan.face, plan.align_config, plan.resolution
     )
     add("align", "faces", "align", align)
-    count = _face_count(ctx, plan, align)
+    count, records = _faces(ctx, plan, align)
     face_names = [f"face {k}" if count > 1 else "" for k in range(count)]
     inverts = []
     for k in range(count):
         material = invert_stage.material(ctx, align.key, k, plan.project_config, plan.tune_config)
         add("invert", face_names[k] or "face", f"invert-face{k}", material)
         inverts.append(material)
-    done: dict[str, list[KeyMaterial]] = {}
+    done: dict[str, dict[int, KeyMaterial]] = {}
     for edit in plan.edits:
-        keys = []
-        for k in range(count):
-            start = done[edit.start][k].key if edit.start else None
+        keys: dict[int, KeyMaterial] = {}
+        indices = edit.face_indices(records) if records else list(range(count))
+        for k in indices:
+            start_key = done[edit.start].get(k) if edit.start else None
+            start = start_key.key if start_key is not None else None
             material = edit_stage.material(
                 inverts[k].key,
                 start,
@@ -78,14 +81,15 @@ def photo_status(ctx: StageContext, plan: PhotoPlan) -> list[SlotStatus]:
             )
             what = edit.name + (f" ({face_names[k]})" if face_names[k] else "")
             add("edit", what, f"edit-{edit.name}-face{k}", material)
-            keys.append(material)
+            keys[k] = material
         done[edit.name] = keys
         material = composite_stage.material(
             ctx,
             plan.path,
             align.key,
-            [m.key for m in inverts],
-            [m.key for m in keys],
+            indices,
+            [inverts[k].key for k in indices],
+            [keys[k].key for k in indices],
             edit.composite_config,
         )
         add("composite", edit.name, f"composite-{edit.name}", material)

@@ -28,6 +28,7 @@ def material(
     ctx: StageContext,
     photo_path: Path,
     align_key: str,
+    faces: list[int],
     invert_keys: list[str],
     edit_keys: list[str],
     config: Any,
@@ -35,7 +36,7 @@ def material(
     return KeyMaterial(
         stage="composite",
         version=VERSION,
-        params={"composite": config.to_dict()},
+        params={"composite": config.to_dict(), "faces": {"edited": list(faces)}},
         inputs={
             "photo": ctx.store.file_digest(photo_path),
             "align": align_key,
@@ -63,15 +64,19 @@ def run(
     ctx: StageContext,
     photo_path: Path,
     align: Result,
+    faces: list[int],
     inverts: list[Result],
     edits: list[Result],
     config: Any,
 ) -> Outcome:
+    """Composite the edits of faces ``faces`` (indices into the alignment's faces)."""
     key = material(
-        ctx, photo_path, align.key, [r.key for r in inverts], [r.key for r in edits], config
+        ctx, photo_path, align.key, faces, [r.key for r in inverts], [r.key for r in edits], config
     )
     return run_cached(
-        ctx, key, lambda pending: _compute(pending, photo_path, align, inverts, edits, config)
+        ctx,
+        key,
+        lambda pending: _compute(pending, photo_path, align, faces, inverts, edits, config),
     )
 
 
@@ -84,6 +89,7 @@ def _compute(
     pending: Pending,
     photo_path: Path,
     align: Result,
+    face_ids: list[int],
     inverts: list[Result],
     edits: list[Result],
     config: Any,
@@ -93,17 +99,20 @@ def _compute(
     from pipeline.photo_output import save_output, working_rgb
 
     photo = load_photo(photo_path)
-    records = align_faces(align)
+    everyone = align_faces(align)
+    records = [everyone[k] for k in face_ids]
     faces = []
     for record, invert, edit in zip(records, inverts, edits, strict=True):
-        mask = load_png(edit.file("mask.png"))[:, :, 0] > 127 if edit.has("mask.png") else None
+        mask = None
+        if edit.has("mask.png"):
+            mask = load_png(edit.file("mask.png"))[:, :, 0].astype(np.float32) / 255.0
         faces.append(
             FaceEdit(
                 transform=transform_of(record),
                 reconstruction=load_png(invert.file("reconstruction.png")),
                 edited=load_png(edit.file("edited.png")),
                 landmarks=np.asarray(record["aligned_landmarks"], dtype=np.float64),
-                user_mask=None if mask is None else mask.astype(np.float32),
+                user_mask=mask,
                 name=f"face {record['index']}",
             )
         )

@@ -9,7 +9,7 @@ key of the edit it starts from. Result files:
 - ``trajectory.gif``: the drag as an animation (handles red, targets blue);
 - ``history.json``: one record per step (handles, losses, distances to the targets);
 - ``points.json``: the handles and targets the spec resolved to (aligned pixels);
-- ``mask.png``: the resolved drag mask (white = may move), when the edit has one;
+- ``mask.png``: the resolved drag mask (grey levels, white = may move), when there is one;
 - metrics: steps, converged, final distance of each handle to its target (aligned px).
 """
 
@@ -133,8 +133,7 @@ def _compute(
             callback=callback,
         )
         bar.close()
-    with torch.no_grad():
-        final = tensor_to_image(G.synthesis(result.ws.to(ctx.device), noise_mode="const"))
+    final = tensor_to_image(result.image)
     pending.write_tensors("ws.safetensors", {"ws": result.ws})
     save_png(pending.file("before.png"), before)
     save_png(pending.file("edited.png"), final)
@@ -150,6 +149,7 @@ def _compute(
     metrics = {
         "steps": int(result.steps),
         "converged": bool(result.converged),
+        "stop_reason": str(result.stop_reason),
         "final_distance": [round(float(d), 3) for d in distances],
         "start_distance": [round(float(d), 3) for d in np.linalg.norm(handles - targets, axis=1)],
     }

@@ -161,10 +161,11 @@ def explain_change(old: dict[str, Any], new: dict[str, Any]) -> str:
             reasons.append(_INPUT_WORDS.get(name, f"input {name} changed"))
     old_p, new_p = old.get("params", {}), new.get("params", {})
     for group in sorted(set(old_p) | set(new_p)):
-        diffs = _flat_diff(old_p.get(group), new_p.get(group), group)
+        diffs = _flat_diff(old_p.get(group), new_p.get(group), "")
         if diffs:
             shown = ", ".join(diffs[:3]) + (", ..." if len(diffs) > 3 else "")
-            reasons.append(f"{group} parameters changed ({shown})")
+            words = _PARAM_WORDS.get(group, f"{group} parameters")
+            reasons.append(f"{words} changed ({shown})")
     return "; ".join(reasons) if reasons else "parameters changed"
 
 
@@ -180,15 +181,32 @@ _INPUT_WORDS = {
 }
 
 
+_PARAM_WORDS = {
+    "points": "edit points/mask",
+    "project": "projection parameters",
+    "tune": "tuning parameters",
+    "face": "face choice",
+    "output": "crop size",
+}
+
+
 def _flat_diff(old: Any, new: Any, prefix: str) -> list[str]:
+    """``path: old -> new`` for each differing leaf (dicts by key, equal-length lists by index)."""
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for name in sorted(set(old) | set(new)):
-            out += _flat_diff(old.get(name), new.get(name), name)
+            out += _flat_diff(old.get(name), new.get(name), f"{prefix}.{name}" if prefix else name)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        if all(not isinstance(v, (dict, list)) for v in old + new):
+            return [] if old == new else [f"{prefix}: {_short(old)} -> {_short(new)}"]
+        out = []
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            out += _flat_diff(a, b, f"{prefix}[{i}]")
         return out
     if old == new:
         return []
-    return [f"{prefix}: {_short(old)} -> {_short(new)}"]
+    return [f"{prefix or 'value'}: {_short(old)} -> {_short(new)}"]
 
 
 def _short(value: Any) -> str:
