@@ -105,6 +105,7 @@ def load_spec(path: str | Path, *, require_generator: bool = True) -> Spec:
                 (),
                 "the spec is not a mapping" if data is not None else "empty spec",
                 "a mapping with 'generator:' and 'photos:' keys",
+                got=... if data is not None else None,
             )
         raise SpecError(found.problems)
     data = {k: v for k, v in data.items() if not k.startswith(EXTENSION_PREFIX)}

@@ -262,7 +262,10 @@ class PhotoSpec(SpecModel):
             return value
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
-        raise spec_error("not a face choice", "'largest', 'all' or a face index >= 0 (0 = largest)")
+        raise spec_error(
+            "not a face choice",
+            "'largest', 'all' or a face index >= 0 (faces counted left to right)",
+        )
 
     @property
     def where(self) -> str:

@@ -11,6 +11,7 @@ from pipeline.spec.sections import did_you_mean
 from pipeline.spec.yaml_loader import LoadedYaml, Path_
 
 YAML11_BOOLEANS = {"yes", "no", "on", "off", "y", "n"}
+_PAIR_PARTS = {"handle": 0, "target": 1}
 
 # pydantic error type -> (what was wrong, what was expected) where its own text is not enough.
 _PLAIN = {
@@ -70,6 +71,9 @@ def _walk(data: Any, loc: tuple) -> tuple[Path_, Any, list]:
         elif isinstance(node, list) and type(part) is int and 0 <= part < len(node):
             path.append(part)
             node = node[part]
+        elif isinstance(node, list) and len(node) == 2 and part in _PAIR_PARTS:
+            path.append(_PAIR_PARTS[part])  # a point pair written as [HANDLE, TARGET]
+            node = node[_PAIR_PARTS[part]]
         else:
             rest.append(part)
     return tuple(path), node, rest

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from draggan.drag.config import DragConfig
+from draggan import DragConfig
 from draggan.errors import DragganError
 from inversion import PROJECT_PRESETS, ProjectConfig, TuneConfig
 from pipeline.align import AlignConfig
