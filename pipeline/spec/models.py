@@ -2,7 +2,8 @@
 
 Coordinates. A point is written ``[x, y]`` (pixels, x = column, y = row, pixel centres at
 integers) in the space named by the nearest ``space:`` (point pair, else mask item, else
-edit; default ``photo``), or ``{landmark: NAME_OR_INDEX, offset: [dx, dy]}``: a dlib
+edit; default ``photo``; ``aligned`` pixels are those of the aligned face, whose side is the
+generator's resolution unless ``align.output_size`` says otherwise), or ``{landmark: NAME_OR_INDEX, offset: [dx, dy]}``: a dlib
 landmark of the aligned face plus an offset in fractions of the aligned image side, so one
 definition fits every face. Mask sizes (radius, radii, feather) are fractions of the
 aligned image side.
