@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from pipeline.composite import (
     CompositeConfig,
@@ -12,6 +13,7 @@ from pipeline.composite import (
     composite_faces,
     seam_ratio,
 )
+from pipeline.composite.flow import estimate_flow
 from pipeline.composite.synthetic import FacePlacement, make_scene
 from pipeline.errors import PipelineError
 
@@ -37,7 +39,7 @@ def test_noop_edit_gives_the_photo_itself(scene):
     assert result.boxes == [None]
 
 
-@pytest.mark.parametrize("transfer", ["residual", "lowpass", "paste"])
+@pytest.mark.parametrize("transfer", ["displace", "residual", "lowpass", "paste"])
 def test_real_edit_changes_only_inside_the_mask(scene, transfer):
     config = CompositeConfig(transfer=transfer)
     result = composite_faces(scene.photo, scene.faces, config)
@@ -54,18 +56,48 @@ def test_real_edit_changes_only_inside_the_mask(scene, transfer):
     assert (np.any(scene.photo != scene.ideal, axis=2) & ~changed).sum() == 0
 
 
-def test_residual_transfer_has_no_seam(scene):
-    config = CompositeConfig()
-    assert config.transfer == "residual"
+@pytest.mark.parametrize("transfer", ["displace", "residual"])
+def test_additive_transfers_have_no_seam(scene, transfer):
+    config = CompositeConfig(transfer=transfer)
     result = composite_faces(scene.photo, scene.faces, config)
     ring = _ring(scene.faces[0], config)
     ratio = seam_ratio(result.rgb, result.weight, ring)
     ideal_ratio = seam_ratio(scene.ideal.astype(np.float32), result.weight, ring)
     assert SEAM_LOW < ratio < SEAM_HIGH
     assert abs(ratio / ideal_ratio - 1.0) < 0.1
-    # Where nothing moved, residual transfer keeps the photo's pixels (up to rounding).
+    # Where nothing moved, the photo's pixels stay (residual: up to rounding).
     still = result.changed & np.all(scene.photo == scene.ideal, axis=2)
-    assert np.abs(result.rgb[still] - scene.photo[still]).mean() < 1.0
+    assert np.abs(result.rgb[still] - scene.photo[still]).mean() < 1.0 + 0.8 * (
+        transfer == "displace"
+    )
+
+
+def test_displace_moves_the_photo_detail_with_the_feature(scene):
+    assert CompositeConfig().transfer == "displace"
+    moved = np.any(scene.photo != scene.ideal, axis=2)
+    errors = {}
+    for transfer in ("displace", "residual"):
+        result = composite_faces(scene.photo, scene.faces, CompositeConfig(transfer=transfer))
+        assert result.changed[moved].all()
+        errors[transfer] = np.abs(result.rgb - scene.ideal)[moved].mean()
+    assert errors["displace"] < 0.75 * errors["residual"]
+
+
+def test_flow_recovers_a_translation():
+    rng = np.random.default_rng(1)
+    base = ndimage.gaussian_filter(rng.normal(128, 50, (96, 96, 3)), (2, 2, 0)).astype(np.float32)
+    yy, xx = np.mgrid[0:96, 0:96].astype(np.float64)
+    shifted = np.stack(
+        [
+            ndimage.map_coordinates(base[:, :, c], [yy + 2.5, xx - 3.25], order=3, mode="nearest")
+            for c in range(3)
+        ],
+        -1,
+    )
+    flow = estimate_flow(base, shifted)  # shifted(a) = base(a + (-3.25, 2.5))
+    centre = flow[24:72, 24:72]
+    assert np.abs(centre[..., 0] + 3.25).mean() < 0.1
+    assert np.abs(centre[..., 1] - 2.5).mean() < 0.1
 
 
 def test_paste_loses_the_photo_detail_and_shows_a_seam(scene):

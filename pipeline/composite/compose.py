@@ -12,10 +12,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.align.transform import AlignTransform
-from pipeline.composite.blend_mask import blend_weight
+from pipeline.composite.blend_mask import blend_weight, change_map
 from pipeline.composite.config import CompositeConfig
 from pipeline.composite.transfer import transfer_payload
-from pipeline.composite.warp import Box, support_box, warp_to_aligned, warp_to_photo
+from pipeline.composite.warp import (
+    Box,
+    sample_points,
+    support_box,
+    warp_to_aligned,
+    warp_to_photo,
+)
 from pipeline.errors import PipelineError
 
 
@@ -57,21 +63,25 @@ def composite_face(
     box = support_box(weight, face.transform)
     if box is None:
         return None
-    payload, additive = transfer_payload(
+    payload, additive, flow = transfer_payload(
         config.transfer,
         edited,
         reconstruction,
         weight,
         lambda: warp_to_aligned(canvas, face.transform),
         config.lowpass_sigma * size,
+        change_map(edited, reconstruction, config),
     )
-    stacked = np.concatenate([payload, weight[:, :, None]], axis=2)  # [S, S, 4]
-    warped = warp_to_photo(stacked, face.transform, box)  # [h, w, 4]
+    layers = [payload, weight[:, :, None]] + ([] if flow is None else [flow])
+    warped = warp_to_photo(np.concatenate(layers, axis=2), face.transform, box)  # [h, w, 4|6]
     x0, y0, x1, y1 = box
     w_photo = np.clip(warped[:, :, 3], 0.0, 1.0)
     touched = w_photo > 0
     region = canvas[y0:y1, x0:x1]
-    if additive:
+    if flow is not None:
+        moved = _moved_photo(canvas, face.transform, box, warped[:, :, 4:6])
+        blended = region + warped[:, :, :3] + w_photo[:, :, None] * (moved - region)
+    elif additive:
         blended = region + warped[:, :, :3]
     else:
         blended = region * (1.0 - w_photo[:, :, None]) + warped[:, :, :3]
@@ -80,6 +90,29 @@ def composite_face(
     if weight_out is not None:
         np.maximum(weight_out[y0:y1, x0:x1], w_photo, out=weight_out[y0:y1, x0:x1])
     return box
+
+
+def _moved_photo(
+    canvas: np.ndarray,  # [H, W, 3] float32
+    transform: AlignTransform,
+    box: Box,
+    flow: np.ndarray,  # [h, w, 2] aligned-pixel flow (premultiplied by the weight) on box
+) -> np.ndarray:  # [h, w, 3]: canvas(p + D(p))
+    """The photo's own pixels moved by the edit's motion (bicubic, full resolution)."""
+    x0, y0, x1, y1 = box
+    lin = transform.affine_aligned_to_photo()[:, :2]
+    disp = flow @ lin.T  # [h, w, 2] photo pixels
+    reach = int(np.ceil(np.abs(disp).max())) + 3
+    height, width = canvas.shape[:2]
+    sx0, sy0 = max(0, x0 - reach), max(0, y0 - reach)
+    sx1, sy1 = min(width, x1 + reach), min(height, y1 + reach)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    return sample_points(
+        canvas[sy0:sy1, sx0:sx1],
+        xx + disp[:, :, 0] - sx0,
+        yy + disp[:, :, 1] - sy0,
+        mode="bicubic",
+    )
 
 
 def composite_faces(

@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline.errors import UsageError
 
-TRANSFERS = ("residual", "lowpass", "paste")
+TRANSFERS = ("displace", "residual", "lowpass", "paste")
 USER_MASK_MODES = ("limit", "union", "ignore")
 OUTPUT_FORMATS = ("same", "png")
 
@@ -28,10 +28,12 @@ class CompositeConfig:
 
     # How the edit reaches the photo inside the mask (ARCHITECTURE.md, "Composite", for the
     # measurements behind the default):
-    #   'residual': photo + (edited - reconstruction): the photo's own pixels, moved by the edit
+    #   'displace': the photo's own pixels moved by the edit's motion (optical flow between
+    #               reconstruction and edited image), plus what the motion does not explain
+    #   'residual': photo + (edited - reconstruction): the change added to the photo's pixels
     #   'lowpass':  edited + blur(photo - reconstruction): the edit, colour-matched locally
     #   'paste':    the edited image as is (STIT / facexlib style)
-    transfer: str = "residual"
+    transfer: str = "displace"
     # Blur (sigma, fraction of the aligned side) of the colour correction of 'lowpass'.
     lowpass_sigma: float = 0.02
     # Change detection: per-pixel max |edited - reconstruction| over channels (0..255 levels),

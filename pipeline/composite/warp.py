@@ -44,7 +44,7 @@ def sample_affine(
     """
     if source.ndim != 3:
         raise ValueError(f"source must be [H, W, C], got shape {source.shape}")
-    src_h, src_w, channels = source.shape
+    channels = source.shape[2]
     x0, y0, x1, y1 = box
     out_h, out_w = y1 - y0, x1 - x0
     out = np.zeros((max(out_h, 0), max(out_w, 0), channels), dtype=np.float32)
@@ -66,21 +66,37 @@ def sample_affine(
                 gy = ys[:, None] + dy
                 sx = a[0, 0] * gx + a[0, 1] * gy + a[0, 2]  # [h, w] source x
                 sy = a[1, 0] * gx + a[1, 1] * gy + a[1, 2]  # [h, w] source y
-                # Normalised coordinates of grid_sample(align_corners=False).
-                grid = np.stack(
-                    [(2.0 * sx + 1.0) / src_w - 1.0, (2.0 * sy + 1.0) / src_h - 1.0], -1
-                )
-                sampled = F.grid_sample(
-                    src,
-                    torch.from_numpy(grid.astype(np.float32)).unsqueeze(0),  # [1, h, w, 2]
-                    mode="bilinear",
-                    padding_mode="border",
-                    align_corners=False,
-                )  # [1, C, h, w]
+                sampled = _grid_sample(src, sx, sy, "bilinear")  # [1, C, h, w]
                 acc = sampled if acc is None else acc + sampled
         tile = (acc / float(k * k))[0].permute(1, 2, 0).numpy()
         out[r0 : r0 + tile.shape[0]] = tile
     return out
+
+
+def sample_points(
+    source: np.ndarray,  # [Hs, Ws, C] float32
+    xs: np.ndarray,  # [h, w] source x of each output pixel (pixel centres are integers)
+    ys: np.ndarray,  # [h, w] source y
+    mode: str = "bilinear",  # or 'bicubic'
+) -> np.ndarray:  # [h, w, C] float32
+    """``source`` sampled at arbitrary points (edge pixels repeat outside)."""
+    src = torch.from_numpy(np.ascontiguousarray(source, dtype=np.float32))
+    src = src.permute(2, 0, 1).unsqueeze(0)  # [1, C, Hs, Ws]
+    return _grid_sample(src, xs, ys, mode)[0].permute(1, 2, 0).numpy()
+
+
+def _grid_sample(src: torch.Tensor, xs: np.ndarray, ys: np.ndarray, mode: str) -> torch.Tensor:
+    """src [1, C, Hs, Ws] at pixel coordinates xs, ys [h, w] -> [1, C, h, w]."""
+    src_h, src_w = src.shape[-2:]
+    # Normalised coordinates of grid_sample(align_corners=False).
+    grid = np.stack([(2.0 * xs + 1.0) / src_w - 1.0, (2.0 * ys + 1.0) / src_h - 1.0], -1)
+    return F.grid_sample(
+        src,
+        torch.from_numpy(grid.astype(np.float32)).unsqueeze(0),  # [1, h, w, 2]
+        mode=mode,
+        padding_mode="border",
+        align_corners=False,
+    )
 
 
 def warp_to_photo(
