@@ -7,6 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import scipy.ndimage
 from PIL import Image
 
 from pipeline.align.transform import AlignTransform, aligned_to_photo
@@ -242,6 +243,16 @@ def test_png_in_photo_space_is_warped(tmp_path):
     mask = mask_of(tmp_path, "{png: m.png}", transform=transform)
     assert mask[50, 50] == pytest.approx(1.0) and mask[50, 75] == 0
     assert abs(mask.sum() - math.pi * 400) / (math.pi * 400) < 0.05
+    # the same as blurring and sampling the whole photo (the crop changes nothing)
+    grid = np.arange(S, dtype=np.float64)
+    x, y = np.meshgrid(grid, grid, indexing="xy")
+    aff = transform.affine_aligned_to_photo()
+    px, py = aff[0, 0] * x + aff[0, 1] * y + aff[0, 2], aff[1, 0] * x + aff[1, 1] * y + aff[1, 2]
+    blurred = scipy.ndimage.gaussian_filter(
+        big / 255.0, sigma=0.5 * math.sqrt(1.5**2 - 1), mode="nearest"
+    )
+    full = scipy.ndimage.map_coordinates(blurred, [py, px], order=1, mode="constant")
+    np.testing.assert_allclose(mask, full, atol=1e-6)
 
 
 def test_png_errors_name_the_edit(tmp_path):

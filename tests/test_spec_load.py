@@ -328,3 +328,16 @@ def test_unreadable_spec_file(tmp_path):
     with pytest.raises(SpecError) as info:
         load_spec(tmp_path / "absent.yaml")
     assert "cannot read the spec file: No such file or directory" in str(info.value)
+
+
+def test_short_form_pairs_are_located_inside_the_pair(tmp_path):
+    body = VALID.replace("- [[10, 12], [11, 13]]", "- [[10, x], [11, 13, 14]]")
+    found = problems(tmp_path, body)
+    assert (
+        ":22:19: photos[0].edits[0].points[1][0][1]: not a number (got x); expected a number"
+        in (found[0])
+    )
+    assert (
+        ":22:23: photos[0].edits[0].points[1][1]: not a pair of numbers (got a list of 3 "
+        in (found[1])
+    )

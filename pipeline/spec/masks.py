@@ -163,9 +163,19 @@ def _png_layer(
     photo_x = a[0, 0] * x + a[0, 1] * y + a[0, 2]
     photo_y = a[1, 0] * x + a[1, 1] * y + a[1, 2]
     step = transform.scale * transform.output_size / size  # photo pixels per mask pixel
-    if step > 1.0:
-        values = scipy.ndimage.gaussian_filter(values, sigma=0.5 * math.sqrt(step * step - 1))
+    sigma = 0.5 * math.sqrt(step * step - 1) if step > 1.0 else 0.0
+    # Work on the part of the photo the face covers (plus the blur's reach), not all of it.
+    reach = int(math.ceil(4 * sigma)) + 2
+    x0 = max(int(math.floor(photo_x.min())) - reach, 0)
+    y0 = max(int(math.floor(photo_y.min())) - reach, 0)
+    x1 = min(int(math.ceil(photo_x.max())) + reach + 1, width)
+    y1 = min(int(math.ceil(photo_y.max())) + reach + 1, height)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((size, size), dtype=np.float32)  # the crop lies outside the photo
+    values = values[y0:y1, x0:x1]
+    if sigma > 0:
+        values = scipy.ndimage.gaussian_filter(values, sigma=sigma, mode="nearest")
     warped = scipy.ndimage.map_coordinates(
-        values, [photo_y, photo_x], order=1, mode="constant", cval=0.0
+        values, [photo_y - y0, photo_x - x0], order=1, mode="constant", cval=0.0
     )
     return np.clip(warped, 0.0, 1.0).astype(np.float32)
