@@ -65,7 +65,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointContents:
             config=config,
             state=state,
             format=NATIVE_FORMAT,
-            network="generator",
+            network="G",
             details={"dragpipe_version": description.get("dragpipe_version", "unknown")},
         )
     if kind == ZIP:
