@@ -101,10 +101,6 @@ def yaml_type(tp: Any) -> Any:
     return tp
 
 
-def _field_description(config_type: type, name: str) -> str:
-    return f"{config_type.__name__}.{name} (default: see {config_type.__module__})"
-
-
 @functools.cache
 def section_model(config_type: type) -> type[SpecModel]:
     """A pydantic model with every init field of ``config_type`` as an optional override."""
@@ -117,7 +113,7 @@ def section_model(config_type: type) -> type[SpecModel]:
             continue
         fields[f.name] = (
             yaml_type(hints[f.name]),
-            Field(default=None, description=_field_description(config_type, f.name)),
+            Field(default=None, description=f"override of {config_type.__name__}.{f.name}"),
         )
     return create_model(
         f"{config_type.__name__}Section",
