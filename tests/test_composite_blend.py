@@ -197,3 +197,13 @@ def test_bad_inputs_raise_one_line_errors(scene):
     with pytest.raises(ValueError, match="unknown composite config keys: blur"):
         CompositeConfig.from_dict({"blur": 1})
     assert CompositeConfig.from_dict(CompositeConfig().to_dict()) == CompositeConfig()
+
+
+def test_face_partly_outside_the_photo():
+    # The quad reaches past the top-left corner, as the align stage's padded crops do.
+    placement = FacePlacement((70.0, 60.0), 120.0, 0.3, move=(10.0, 6.0))
+    sc = make_scene(size=(320, 240), faces=(placement,), output_size=128, seed=5)
+    result = composite_faces(sc.photo, sc.faces)
+    assert result.changed.any()
+    out = np.clip(np.rint(result.rgb), 0, 255).astype(np.uint8)
+    assert np.array_equal(out[~result.changed], sc.photo[~result.changed])

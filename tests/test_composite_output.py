@@ -1,13 +1,17 @@
 """Output file: same format/size/mode, alpha/ICC/EXIF kept, provenance, never the input."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
 from scipy import ndimage
 
-from pipeline.composite import CompositeConfig, CompositeResult
+from pipeline.align.transform import AlignTransform
+from pipeline.composite import CompositeConfig, CompositeResult, FaceEdit, composite_faces
+from pipeline.composite.synthetic import imperfect
+from pipeline.composite.warp import warp_to_aligned
 from pipeline.errors import PipelineError, UsageError
 from pipeline.photo import load_photo
 from pipeline.photo_output import EXIF_SOFTWARE, save_output, working_rgb
@@ -161,3 +165,33 @@ def test_uint8_array_result_is_accepted(tmp_path):
     assert np.array_equal(pixels, rgb)
     with pytest.raises(PipelineError, match=r"must be \[48, 64, 3\]"):
         save_output(photo, rgb[:10], tmp_path / "bad.png")
+
+
+def test_real_photo_end_to_end_grey_and_jpeg(tmp_path):
+    example = Path(__file__).resolve().parents[1] / "examples" / "photos" / "grace_hopper.jpg"
+    grey_path = tmp_path / "grey.png"
+    Image.open(example).convert("L").save(grey_path)
+    for src in (example, grey_path):
+        photo = load_photo(src)
+        quad = np.array([[170.0, 120.0], [160.0, 380.0], [420.0, 390.0], [430.0, 130.0]])
+        quad[2] = quad[1] + quad[3] - quad[0]  # a parallelogram, as FFHQ alignment makes
+        transform = AlignTransform(quad=quad, output_size=128, photo_size=photo.size)
+        recon = imperfect(warp_to_aligned(working_rgb(photo), transform))
+        edited = recon.copy()
+        edited[60:75, 50:80] = np.clip(edited[60:75, 50:80] * 0.6, 0, 255)  # darken a patch
+        face = FaceEdit(
+            transform, recon, edited, landmarks=np.array([[40, 40], [88, 40], [64, 100]])
+        )
+        result = composite_faces(working_rgb(photo), [face])
+        assert result.changed.any()
+        out = save_output(photo, result, tmp_path / f"out_{src.stem}{src.suffix}")
+        with Image.open(out) as written:
+            assert written.mode == photo.mode and written.size == photo.size
+            pixels = np.asarray(written).astype(int)
+        original = np.asarray(photo.image).astype(int)
+        far = ~ndimage.binary_dilation(result.changed, iterations=16)
+        if src.suffix == ".png":
+            assert np.array_equal(pixels[~result.changed], original[~result.changed])
+        else:
+            assert np.abs(pixels - original)[far].mean() < 1.0
+        assert np.abs(pixels - original)[result.weight >= 1].mean() > 5
