@@ -81,12 +81,15 @@ def blend_weight(
     landmarks: np.ndarray | None,  # [68, 2] aligned (x, y), or None
     user_mask: np.ndarray | None,  # [S, S] 1 = may move, or None
     config: CompositeConfig,
+    change: np.ndarray | None = None,  # [S, S] bool: change_map(...) if already computed
     border_px: int = _BORDER_PX,
 ) -> np.ndarray:  # [S, S] float32 in 0..1
     """The aligned-space blend weight of one face's edit (0 wherever nothing may change)."""
     size = edited.shape[0]
     dilate_px = config.dilate * size
-    region = grow(change_map(edited, reconstruction, config), dilate_px)
+    if change is None:
+        change = change_map(edited, reconstruction, config)
+    region = grow(change, dilate_px)
     if user_mask is not None and config.user_mask != "ignore":
         movable = np.asarray(user_mask) > 0.5
         if config.user_mask == "limit":

@@ -59,7 +59,8 @@ def composite_face(
     """Blend one face's edit into ``canvas`` in place; returns the photo box it touched."""
     edited, reconstruction, landmarks, user_mask = _checked(face, canvas)
     size = face.transform.output_size
-    weight = blend_weight(edited, reconstruction, landmarks, user_mask, config)
+    change = change_map(edited, reconstruction, config)  # [S, S] bool
+    weight = blend_weight(edited, reconstruction, landmarks, user_mask, config, change)
     box = support_box(weight, face.transform)
     if box is None:
         return None
@@ -70,7 +71,7 @@ def composite_face(
         weight,
         lambda: warp_to_aligned(canvas, face.transform),
         config.lowpass_sigma * size,
-        change_map(edited, reconstruction, config),
+        change,
     )
     layers = [payload, weight[:, :, None]] + ([] if flow is None else [flow])
     warped = warp_to_photo(np.concatenate(layers, axis=2), face.transform, box)  # [h, w, 4|6]
