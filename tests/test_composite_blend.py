@@ -37,6 +37,7 @@ def test_noop_edit_gives_the_photo_itself(scene):
     assert not result.changed.any()
     assert np.array_equal(result.rgb, scene.photo.astype(np.float32))
     assert result.boxes == [None]
+    assert np.isnan(result.seams[0])
 
 
 @pytest.mark.parametrize("transfer", ["displace", "residual", "lowpass", "paste"])
@@ -65,6 +66,7 @@ def test_additive_transfers_have_no_seam(scene, transfer):
     ideal_ratio = seam_ratio(scene.ideal.astype(np.float32), result.weight, ring)
     assert SEAM_LOW < ratio < SEAM_HIGH
     assert abs(ratio / ideal_ratio - 1.0) < 0.1
+    assert abs(result.seams[0] - ratio) < 1e-6  # the per-face figure the run records
     # Where nothing moved, the photo's pixels stay (residual: up to rounding).
     still = result.changed & np.all(scene.photo == scene.ideal, axis=2)
     assert np.abs(result.rgb[still] - scene.photo[still]).mean() < 1.0 + 0.8 * (
@@ -186,6 +188,8 @@ def test_bad_inputs_raise_one_line_errors(scene):
         composite_faces(scene.photo, [dataclasses.replace(face, edited=face.edited / 127.5 - 1)])
     with pytest.raises(PipelineError, match="rerun the align stage"):
         composite_faces(scene.photo[:100], scene.faces)
+    with pytest.raises(PipelineError, match="looks like a 0..1 image"):
+        composite_faces(scene.photo, [dataclasses.replace(face, edited=face.edited / 255.0)])
     with pytest.raises(PipelineError, match="drag mask must be"):
         composite_faces(scene.photo, [dataclasses.replace(face, user_mask=np.ones((3, 3)))])
     with pytest.raises(CompositeConfigError, match="composite.transfer must be one of"):

@@ -14,6 +14,7 @@ import numpy as np
 from pipeline.align.transform import AlignTransform
 from pipeline.composite.blend_mask import blend_weight, change_map
 from pipeline.composite.config import CompositeConfig
+from pipeline.composite.seam import seam_ratio
 from pipeline.composite.transfer import transfer_payload
 from pipeline.composite.warp import (
     Box,
@@ -44,6 +45,7 @@ class CompositeResult:
     rgb: np.ndarray  # [H, W, 3] float32, 0..255 (the photo's exact values where weight == 0)
     weight: np.ndarray  # [H, W] float32 in 0..1, max over faces (0: untouched)
     boxes: list[Box | None] = field(default_factory=list)  # per face, photo pixels it touched
+    seams: list[float] = field(default_factory=list)  # per face, seam_ratio (nan: untouched)
 
     @property
     def changed(self) -> np.ndarray:  # [H, W] bool
@@ -128,7 +130,17 @@ def composite_faces(
     canvas = photo_rgb.astype(np.float32, copy=True)
     weight = np.zeros(canvas.shape[:2], dtype=np.float32)
     boxes = [composite_face(canvas, face, config, weight_out=weight) for face in faces]
-    return CompositeResult(rgb=canvas, weight=weight, boxes=boxes)
+    seams = []
+    for face, box in zip(faces, boxes, strict=True):
+        if box is None:
+            seams.append(float("nan"))
+            continue
+        ring = config.feather * face.transform.output_size * face.transform.scale
+        pad = int(np.ceil(ring)) + 2  # the untouched ring lies outside the box
+        x0, y0 = max(0, box[0] - pad), max(0, box[1] - pad)
+        x1, y1 = box[2] + pad, box[3] + pad
+        seams.append(seam_ratio(canvas[y0:y1, x0:x1], weight[y0:y1, x0:x1], ring))
+    return CompositeResult(rgb=canvas, weight=weight, boxes=boxes, seams=seams)
 
 
 def _checked(face: FaceEdit, canvas: np.ndarray):
@@ -149,11 +161,17 @@ def _checked(face: FaceEdit, canvas: np.ndarray):
                 f"{face.name}: {label} image must be [{size}, {size}, 3] (the aligned size), "
                 f"got shape {image.shape}"
             )
+        floating = np.issubdtype(image.dtype, np.floating)
         image = image.astype(np.float32)
         if not np.all(np.isfinite(image)) or image.min() < -0.5 or image.max() > 255.5:
             raise PipelineError(
                 f"{face.name}: {label} image values must be finite and in 0..255, got "
                 f"{float(np.nanmin(image)):.3g}..{float(np.nanmax(image)):.3g}"
+            )
+        if floating and 0.0 < image.max() <= 1.0:
+            raise PipelineError(
+                f"{face.name}: {label} image values are in 0..{image.max():.3g}, which looks "
+                "like a 0..1 image; pass 0..255 values (multiply by 255)"
             )
         images.append(image)
     landmarks = None
