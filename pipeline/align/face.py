@@ -33,7 +33,7 @@ class AlignConfig:
     transform_size: int = DEFAULT_TRANSFORM_SIZE  # supersampled warp size (FFHQ: 4096)
     enable_padding: bool = True  # reflect-pad + blur + fade where the crop leaves the photo
     upsample: int = 1  # dlib detector upsampling (1 finds faces down to about 40 px)
-    detect_max_side: int | None = 2048  # detect on a copy at most this long (None: full size)
+    detect_max_side: int | None = 1600  # detect on a copy at most this long (None: full size)
 
     def __post_init__(self) -> None:
         checks = (
