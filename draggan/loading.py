@@ -96,4 +96,8 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device = "c
         ) from None
     contents = read_checkpoint(path)
     G = build_generator(contents.config, contents.state, str(path))
-    return G.to(target)
+    try:
+        return G.to(target)
+    except (RuntimeError, AssertionError) as exc:  # e.g. CUDA asked for on a CPU-only torch
+        message = " ".join(str(exc).split())
+        raise DragganError(f"cannot put the generator on {device!r}: {message}") from None

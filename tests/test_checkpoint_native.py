@@ -110,3 +110,9 @@ def test_unknown_config_key_and_truncation(tmp_path):
     weights.write_bytes(weights.read_bytes()[:-100])
     with pytest.raises(CheckpointError, match="corrupt or truncated safetensors"):
         load_generator(weights)
+
+
+def test_bad_device_is_a_one_line_error(tmp_path):
+    weights, _ = save_generator(tiny_generator(seed=28), tmp_path / "g.safetensors")
+    with pytest.raises(draggan.DragganError, match="'gpu' is not a torch device"):
+        load_generator(weights, device="gpu")
