@@ -92,15 +92,22 @@ def detect_faces(
     ``max_side``: detect on a copy reduced so its longest side is at most this (None: full
     size); results are mapped back to the original's pixels.
     """
-    rgb = as_rgb_array(image)
-    height, width = rgb.shape[:2]
-    work, scale_x, scale_y = rgb, 1.0, 1.0
+    if isinstance(image, Image.Image):
+        width, height = image.size
+    else:
+        image = as_rgb_array(image)
+        height, width = image.shape[:2]
+    scale_x = scale_y = 1.0
     if max_side is not None and max(width, height) > max_side:
+        # Reduce straight from the PIL image when given one (no full-size array copy).
+        pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
         ratio = max_side / max(width, height)
         size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
-        reduced = Image.fromarray(rgb).resize(size, Image.LANCZOS, reducing_gap=3.0)
-        work = np.asarray(reduced)
+        pil = pil if pil.mode == "RGB" else pil.convert("RGB")
+        work = np.asarray(pil.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
         scale_x, scale_y = width / size[0], height / size[1]
+    else:
+        work = as_rgb_array(image)
 
     rects, scores, _ = _detector().run(work, int(upsample), 0.0)
     predictor = _predictor()

@@ -59,7 +59,10 @@ class AlignConfig:
 
 
 def _rgb_of(photo: Photo | Image.Image | np.ndarray) -> np.ndarray | Image.Image:
-    return photo.rgb if isinstance(photo, Photo) else photo
+    """The pixels to work on; an RGB photo's own PIL image avoids a full-size copy."""
+    if isinstance(photo, Photo):
+        return photo.image if photo.image.mode == "RGB" else photo.rgb
+    return photo
 
 
 def find_faces(
@@ -91,7 +94,7 @@ def find_faces(
                 )
             faces.append(face_from_landmarks(points))
         return order_faces(faces)
-    faces = detect_faces(photo.rgb, upsample=config.upsample, max_side=config.detect_max_side)
+    faces = detect_faces(_rgb_of(photo), upsample=config.upsample, max_side=config.detect_max_side)
     if not faces:
         raise NoFaceError.for_photo(photo.path)
     return faces
