@@ -15,6 +15,7 @@ from pipeline.align import (
     ffhq_quad,
     photo_to_aligned,
 )
+from pipeline.errors import PipelineError
 from pipeline.photo import load_photo
 
 PHOTOS = Path(__file__).resolve().parent.parent / "examples" / "photos"
@@ -179,5 +180,5 @@ def test_align_image_rejects_bad_quads():
         align_image(photo, [[0, 0], [0, 10], [12, 12], [10, 0]], 16, 16)
     with pytest.raises(ValueError, match=r"\[4, 2\]"):
         align_image(photo, np.zeros((3, 2)), 16, 16)
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(PipelineError, match="outside the 64x64 photo: check the landmarks"):
         align_image(photo, square_quad((500.0, 500.0), 10.0, 0.0), 16, 16)

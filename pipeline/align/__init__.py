@@ -6,7 +6,12 @@
 """
 
 from pipeline.align.detect import Face, detect_faces, face_from_landmarks, select_faces
-from pipeline.align.errors import FaceSelectionError, LandmarksFileError, NoFaceError
+from pipeline.align.errors import (
+    AlignGeometryError,
+    FaceSelectionError,
+    LandmarksFileError,
+    NoFaceError,
+)
 from pipeline.align.face import AlignConfig, align_face, face_warning, find_faces
 from pipeline.align.ffhq import align_image, ffhq_quad
 from pipeline.align.landmark_names import LANDMARK_NAMES, landmark_index, landmark_name
@@ -16,6 +21,7 @@ from pipeline.align.transform import AlignTransform, aligned_to_photo, photo_to_
 __all__ = [
     "LANDMARK_NAMES",
     "AlignConfig",
+    "AlignGeometryError",
     "AlignTransform",
     "Face",
     "FaceSelectionError",

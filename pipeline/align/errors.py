@@ -31,3 +31,7 @@ class FaceSelectionError(UsageError):
 
 class LandmarksFileError(UsageError):
     """A landmark override JSON file is missing or malformed (exit code 2)."""
+
+
+class AlignGeometryError(PipelineError, ValueError):
+    """Landmarks or a quad that cannot be aligned (degenerate, or outside the photo)."""

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.ndimage
 from PIL import Image
 
+from pipeline.align.errors import AlignGeometryError
 from pipeline.align.transform import AlignTransform
 
 DEFAULT_TRANSFORM_SIZE = 4096
@@ -30,9 +31,9 @@ def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
     """The FFHQ crop quad [4, 2] float64 (TL, BL, BR, TR) from dlib landmarks [68, 2]."""
     lm = np.asarray(landmarks, dtype=np.float64)
     if lm.shape != (68, 2):
-        raise ValueError(f"expected landmarks [68, 2], got shape {list(lm.shape)}")
+        raise AlignGeometryError(f"expected landmarks [68, 2], got shape {list(lm.shape)}")
     if not np.all(np.isfinite(lm)):
-        raise ValueError("landmarks contain NaN or infinite values")
+        raise AlignGeometryError("landmarks contain NaN or infinite values")
     eye_left = np.mean(lm[36:42], axis=0)
     eye_right = np.mean(lm[42:48], axis=0)
     eye_avg = (eye_left + eye_right) * 0.5
@@ -44,7 +45,7 @@ def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
     x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
     length = np.hypot(*x)
     if not length > 0:
-        raise ValueError("degenerate landmarks: eyes and mouth coincide")
+        raise AlignGeometryError("degenerate landmarks: eyes and mouth coincide")
     x /= length
     x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
     y = np.flipud(x) * [-1, 1]  # vertical half-axis: x turned +90 deg
@@ -55,12 +56,16 @@ def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
 def _check_quad(quad: np.ndarray) -> np.ndarray:
     quad = np.array(quad, dtype=np.float64)  # a copy: modified below
     if quad.shape != (4, 2) or not np.all(np.isfinite(quad)):
-        raise ValueError(f"quad must be a finite [4, 2] array, got shape {list(quad.shape)}")
+        raise AlignGeometryError(
+            f"quad must be a finite [4, 2] array, got shape {list(quad.shape)}"
+        )
     side = np.hypot(*(quad[3] - quad[0]))
     if not side > 0:
-        raise ValueError("quad is degenerate (zero size)")
+        raise AlignGeometryError("quad is degenerate (zero size)")
     if np.abs(quad[0] + quad[2] - quad[1] - quad[3]).max() > 1e-6 * side:
-        raise ValueError("quad must be a parallelogram (TL, BL, BR, TR), as ffhq_quad returns")
+        raise AlignGeometryError(
+            "quad must be a parallelogram (TL, BL, BR, TR), as ffhq_quad returns"
+        )
     return quad
 
 
@@ -108,7 +113,7 @@ def align_image(
     outside the photo are black, as in the reference.
     """
     if int(output_size) < 1:
-        raise ValueError(f"output_size must be a positive integer, got {output_size}")
+        raise AlignGeometryError(f"output_size must be a positive integer, got {output_size}")
     output_size = int(output_size)
     transform_size = max(int(transform_size), output_size)
     if isinstance(image, np.ndarray):
@@ -146,9 +151,10 @@ def align_image(
         min(bottom + border, img.size[1]),
     )
     if crop[2] <= crop[0] or crop[3] <= crop[1]:
-        raise ValueError(
+        raise AlignGeometryError(
             f"the face quad {np.round(quad_in, 1).tolist()} lies outside the "
-            f"{photo_size[0]}x{photo_size[1]} photo"
+            f"{photo_size[0]}x{photo_size[1]} photo: check the landmarks (photo pixels, "
+            "upright as displayed)"
         )
     if crop[2] - crop[0] < img.size[0] or crop[3] - crop[1] < img.size[1]:
         img = img.crop(crop)
