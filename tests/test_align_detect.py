@@ -209,3 +209,24 @@ def test_override_landmarks_outside_the_photo_are_refused(hopper):
         find_faces(photo, landmarks=[far])
     (face,) = find_faces(photo, landmarks=[faces[0].landmarks])
     np.testing.assert_array_equal(face.landmarks, faces[0].landmarks)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16"])
+def test_every_photo_mode_is_detected_and_aligned_in_rgb(tmp_path, hopper, mode):
+    photo, faces = hopper
+    image = Image.fromarray(photo.rgb)
+    if mode == "I;16":  # 16-bit grey with the full range
+        grey = np.asarray(image.convert("L")).astype(np.uint16) * 257
+        image = Image.fromarray(grey)
+    elif mode == "P":
+        image = image.quantize(colors=256)
+    else:
+        image = image.convert(mode)
+    path = tmp_path / ("photo.tif" if mode == "CMYK" else "photo.png")
+    image.save(path)
+    loaded = load_photo(path)
+    assert loaded.mode == image.mode and loaded.rgb.shape == (600, 512, 3)
+    (face,) = find_faces(loaded)
+    assert np.median(np.hypot(*(face.landmarks - faces[0].landmarks).T)) < 3.0
+    aligned, _ = align_face(loaded, face.landmarks, SMALL)
+    assert aligned.mode == "RGB" and aligned.size == (256, 256)

@@ -111,6 +111,21 @@ def test_aligned_example_pinned_values(hopper):
     assert transform.photo_size == (512, 600) and transform.output_size == 32
 
 
+def test_aligned_border_case_pinned_values(hopper):
+    # The face cut by the photo's left edge: the reflect-pad + blur + fade branch runs.
+    # Values checked against NVIDIA's recreate_aligned_images (identical on every pixel).
+    photo, lm = hopper
+    cut, cut_lm = photo.rgb[100:, 200:], lm - [200, 100]
+    padded, _ = align_image(cut, ffhq_quad(cut_lm), 64, transform_size=256)
+    black, _ = align_image(cut, ffhq_quad(cut_lm), 64, 256, enable_padding=False)
+    arr = np.asarray(padded).astype(int)
+    green = [[125, 131, 143, 115], [96, 30, 14, 11], [130, 101, 193, 111], [124, 139, 156, 160]]
+    blue = [[104, 107, 120, 96], [81, 27, 14, 13], [107, 74, 165, 81], [99, 97, 138, 135]]
+    assert np.abs(arr[::16, ::16, 1] - green).max() <= 1
+    assert np.abs(arr[::16, ::16, 2] - blue).max() <= 1
+    assert np.abs(arr - np.asarray(black, int)).max() > 100  # padding changed the edge
+
+
 @pytest.mark.parametrize(
     ("half_side", "output_size", "transform_size", "edge"),
     [
