@@ -169,7 +169,7 @@ def to_rgb(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     """RGB [H, W, 3] uint8 and alpha [H, W] uint8 (or None) of an image in any PIL mode."""
     mode = image.mode
     if mode == "RGB":
-        return np.asarray(image, dtype=np.uint8).copy(), None
+        return np.array(image, dtype=np.uint8), None
     if mode in _SIXTEEN_BIT_GREY or mode in ("I", "F"):
         grey = _wide_grey_to_uint8(np.asarray(image), mode)
         return np.repeat(grey[:, :, None], 3, axis=2), None
@@ -179,7 +179,7 @@ def to_rgb(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     if mode in _ALPHA_MODES:
         rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
         return rgba[:, :, :3].copy(), rgba[:, :, 3].copy()
-    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), None
+    return np.array(image.convert("RGB"), dtype=np.uint8), None
 
 
 def _wide_grey_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
