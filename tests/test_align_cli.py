@@ -67,6 +67,8 @@ def test_usage_errors_exit_2(tmp_path, capsys):
         ["landmarks", photo, "-o", str(tmp_path / "missing_dir" / "p.png")],
         ["landmarks", photo, "-o", str(tmp_path / "p.jpg")],
         ["landmarks", photo, "-o", str(tmp_path / "p.png"), "--face", "3", *FAST],
+        ["landmarks", photo, "--max-side", "10"],
+        ["landmarks", photo, "--size", "0"],
     ]
     for argv in cases:
         assert main(argv) == 2, argv

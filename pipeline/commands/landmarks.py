@@ -96,9 +96,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-side",
-        type=_positive,
+        type=int,
         default=AlignConfig.detect_max_side,
-        help="detect on a copy at most this many pixels long (default 1600; larger finds smaller faces in big photos, slower)",
+        metavar="N",
+        help="detect on a copy at most N pixels long (default 1600; 0: full size; larger "
+        "finds smaller faces in big photos but is slower)",
     )
 
 
@@ -125,6 +127,8 @@ def _save_png(image: Image.Image, path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.upsample not in range(0, 5):
         raise UsageError(f"--upsample must be 0-4, got {args.upsample}")
+    if args.max_side != 0 and args.max_side < 64:
+        raise UsageError(f"--max-side must be 0 (full size) or at least 64, got {args.max_side}")
     output = args.output or Path(f"{args.photo.stem}.landmarks.png")
     if output.suffix.lower() != ".png":
         raise UsageError(f"--output {output} must be a .png file")
@@ -132,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         output_size=args.size,
         transform_size=args.transform_size,
         upsample=args.upsample,
-        detect_max_side=args.max_side,
+        detect_max_side=args.max_side or None,
     )
     photo = load_photo(args.photo)
     override = load_landmarks_json(args.landmarks) if args.landmarks else None
