@@ -13,6 +13,14 @@ PHOTOS = Path(__file__).resolve().parent.parent / "examples" / "photos"
 FAST = ["--size", "64", "--transform-size", "256"]
 
 
+def exit_code(argv: list[str]) -> int:
+    """main's return value, or argparse's exit code for command-line errors."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
 def test_landmarks_writes_previews_json_and_lists_faces(tmp_path, capsys):
     out = tmp_path / "preview.png"
     data = tmp_path / "faces.json"
@@ -71,7 +79,7 @@ def test_usage_errors_exit_2(tmp_path, capsys):
         ["landmarks", photo, "--size", "0"],
     ]
     for argv in cases:
-        assert main(argv) == 2, argv
+        assert exit_code(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("dragpipe: error:") and "\n" not in err, argv
     assert main(["landmarks", str(tmp_path / "nope.jpg")]) == 1
