@@ -31,7 +31,9 @@ class EditPlan:
     @property
     def key_params(self) -> dict[str, Any]:
         """The edit's points and mask as written (mask image paths become their names)."""
-        data = self.spec.model_dump(mode="json", by_alias=True, include={"points", "space", "mask"})
+        data = self.spec.model_dump(
+            mode="json", by_alias=True, include={"points", "space", "mask"}, warnings=False
+        )
         for item in data.get("mask") or []:
             if "png" in item:
                 item["png"] = "<file digest in inputs>"
