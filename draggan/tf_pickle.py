@@ -208,7 +208,10 @@ def tf_contents(data: Any, source: str) -> CheckpointContents:
         used.add(tf_name)
         value = np.array(convert(variables[tf_name]), dtype=np.float32, order="C")
         state[name] = torch.from_numpy(value)
-    extra = sorted(n for n in set(variables) - used if not _IGNORED_VARIABLES.fullmatch(n))
+    unused = set(variables) - used
+    if config.architecture == "orig":  # ToRGB of every level of detail; only the last is used
+        unused = {n for n in unused if not re.fullmatch(r"synthesis/\d+x\d+/ToRGB/.*", n)}
+    extra = sorted(n for n in unused if not _IGNORED_VARIABLES.fullmatch(n))
     if extra:
         raise CheckpointError(
             f"{source}: unexpected TensorFlow variable(s) {', '.join(extra[:4])}"

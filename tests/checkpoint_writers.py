@@ -444,6 +444,12 @@ def tf_pickle_bytes(
     top, mapping, synthesis = tf_variables(G)
     for part in (top, mapping, synthesis):
         part.pop(drop or "", None)
+    if cfg.architecture == "orig":  # TF 'orig' nets name ToRGB by level of detail, all kept
+        for name in [n for n in synthesis if "/ToRGB/" in n]:
+            synthesis["ToRGB_lod0/" + name.split("/ToRGB/")[1]] = synthesis.pop(name)
+        channels = cfg.channels(cfg.img_resolution // 2)
+        synthesis["ToRGB_lod1/weight"] = np.ones((1, 1, channels, 3), np.float32)
+        synthesis["ToRGB_lod1/bias"] = np.ones(3, np.float32)
     kwargs = dict(
         num_channels=cfg.img_channels,
         resolution=cfg.img_resolution,

@@ -11,7 +11,7 @@ from draggan import CheckpointError, load_generator
 
 @pytest.mark.parametrize(
     ("architecture", "protocol", "numpy_spelling"),
-    [("skip", 3, "numpy1"), ("resnet", 4, "numpy2")],
+    [("skip", 3, "numpy1"), ("resnet", 4, "numpy2"), ("orig", 3, "numpy2")],
 )
 def test_tf_pickle_converts_to_the_same_generator(tmp_path, architecture, protocol, numpy_spelling):
     G = tiny_generator(seed=11, architecture=architecture)
