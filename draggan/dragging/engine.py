@@ -77,9 +77,18 @@ def _synthesise(
     return feat, None
 
 
-def _make_mode(config: DragConfig, params: DragParams, inputs: DragInputs) -> Any:
-    mode = OfficialMode if config.mode == "official" else FastMode
-    return mode(params, inputs, config)
+def _make_mode(G: Any, config: DragConfig, params: DragParams, inputs: DragInputs) -> Any:
+    if config.mode == "fast":
+        return FastMode(params, inputs, config)
+    return OfficialMode(params, inputs, config, _block_dtype(G, params, inputs.ws.device))
+
+
+def _block_dtype(G: Any, params: DragParams, device: torch.device) -> torch.dtype:
+    """The feature block's compute dtype (float16 for fp16 blocks on CUDA, else float32)."""
+    block = getattr(G.synthesis, f"b{params.feature_resolution}", None)
+    if block is None or not hasattr(block, "block_dtype"):
+        return torch.float32
+    return block.block_dtype(device, False)
 
 
 def _renders(config: DragConfig, mode: Any, step: int) -> bool:
@@ -112,7 +121,7 @@ def drag(
         raise DragInputError(f"drag: callback must be callable, got {type(callback).__name__}")
     inputs = check_inputs(G, ws, handles, targets, mask, config)
     params = config.resolve(int(G.img_resolution), int(G.num_ws))
-    mode = _make_mode(config, params, inputs)
+    mode = _make_mode(G, config, params, inputs)
     latent = _Latent(inputs.ws, config.layers, config.w_plus)
     optimizer = torch.optim.Adam([latent.param], lr=config.lr)
     stall = _Stall(inputs.handles, config.stall_steps, config.stall_tolerance)

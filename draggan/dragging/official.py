@@ -107,20 +107,30 @@ class OfficialMode:
 
     renders_every_step = True
 
-    def __init__(self, params: DragParams, inputs: DragInputs, config: DragConfig) -> None:
+    def __init__(
+        self,
+        params: DragParams,
+        inputs: DragInputs,
+        config: DragConfig,
+        feature_dtype: torch.dtype = torch.float32,  # the feature block's compute dtype
+    ) -> None:
         self.params = params
         # Official points are integer [row, col]; targets are used as given.
         self.points = [[round(float(y)), round(float(x))] for x, y in inputs.handles.tolist()]
         self.targets = [[float(y), float(x)] for x, y in inputs.targets.tolist()]
         self.fixed = inputs.fixed  # [R, R] or None
         self.norm = config.tracking_norm
+        self.dtype = feature_dtype
         device = inputs.ws.device
         self.grid = skewed_grid(params.img_resolution, device)
         self.feat0_up: torch.Tensor | None = None
         self.refs: torch.Tensor | None = None
 
     def features(self, feat: torch.Tensor) -> torch.Tensor:  # [1, C, h, w] -> [1, C, R, R]
-        return upsample_features(feat, self.params.img_resolution)
+        # The official code upsamples the block's output in the block's own dtype (float16
+        # for fp16 blocks on CUDA); our generator hands out float32 copies, which convert
+        # back to the same float16 values exactly.
+        return upsample_features(feat.to(self.dtype), self.params.img_resolution)
 
     def start(self, feat: torch.Tensor) -> None:
         """Keep the initial features and each handle's feature (first step only)."""
