@@ -58,7 +58,15 @@ def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointContents:
     kind = sniff_format(path)
     if kind == PICKLE:
         data = safe_load(path)
-        return tf_contents(data, source) if _is_tf(data) else official_contents(data, source)
+        try:
+            return tf_contents(data, source) if _is_tf(data) else official_contents(data, source)
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+            # Well-formed pickle, malformed network structure (hand-made or damaged file).
+            detail = " ".join(str(exc).split())[:120]
+            raise CheckpointError(
+                f"{source}: malformed network data ({type(exc).__name__}: {detail}); "
+                "re-download or re-export the checkpoint"
+            ) from None
     if kind in (SAFETENSORS, JSON):
         config, state, description = load_native_state(path)
         return CheckpointContents(

@@ -111,6 +111,9 @@ def _flatten(
 ) -> None:
     objects[prefix.rstrip(".")] = obj
     state = obj.state
+    for group in ("_parameters", "_buffers", "_modules"):
+        if not isinstance(state.get(group) or {}, Mapping):
+            raise CheckpointError(f"{source}: {prefix}{group} of the network is not a dict")
     skip = state.get("_non_persistent_buffers_set") or set()
     for group in ("_parameters", "_buffers"):
         for name, tensor in (state.get(group) or {}).items():

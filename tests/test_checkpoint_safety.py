@@ -163,3 +163,17 @@ def test_stand_in_modules_are_removed_after_writing():
         assert "torch_utils.persistence" in sys.modules
     assert "torch_utils.persistence" not in sys.modules and "dnnlib.util" not in sys.modules
     assert safe_load  # the loader itself never needs them
+
+
+def test_malformed_network_structures_are_one_line_errors(tmp_path):
+    from checkpoint_writers import _Persistent
+
+    path = tmp_path / "odd.pkl"
+    with stand_in_modules() as ns:
+        odd_modules = _Persistent(ns.reconstruct, "Generator", "", {"_modules": [1, 2]})
+        path.write_bytes(dump({"G_ema": odd_modules}, 4, ns))
+    _one_line_error(path, "_modules of the network is not a dict")
+    with stand_in_modules() as ns:
+        no_kwargs = _Persistent(ns.reconstruct, "Generator", "", {"_init_args": 5})
+        path.write_bytes(dump({"G_ema": no_kwargs}, 4, ns))
+    _one_line_error(path, "malformed network data|no 'mapping' network")
