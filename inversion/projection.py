@@ -25,6 +25,7 @@ from inversion.state import (
     ProjectState,
     generator_digest,
     load_optimizer_tensors,
+    make_adam,
     optimizer_tensors,
     tensor_digest,
 )
@@ -99,7 +100,8 @@ def project(
     w_opt = w_opt.detach().clone().requires_grad_(True)
     for buf in noise.values():
         buf.requires_grad_(True)
-    optimizer = torch.optim.Adam([w_opt, *noise.values()], betas=(0.9, 0.999))
+    # lr is set every step by the schedule.
+    optimizer = make_adam([w_opt, *noise.values()], lr=0.0, betas=(0.9, 0.999))
     if resume is not None:
         load_optimizer_tensors(optimizer, resume.optimizer)
 

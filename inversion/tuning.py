@@ -24,6 +24,7 @@ from inversion.state import (
     TuneState,
     generator_digest,
     load_optimizer_tensors,
+    make_adam,
     optimizer_tensors,
     tensor_digest,
 )
@@ -70,7 +71,7 @@ def tune(
         rng.set_state(resume.rng)
         start = resume.step
     tuned.requires_grad_(True)
-    optimizer = torch.optim.Adam(params.values(), lr=config.learning_rate)
+    optimizer = make_adam(params.values(), lr=config.learning_rate)
     if resume is not None:
         load_optimizer_tensors(optimizer, resume.optimizer)
 
