@@ -81,3 +81,23 @@ def test_tuning_stops_early_at_the_lpips_threshold():
     tuned = inversion.tune(G, ws, target, TuneConfig(**RANDOM), callback=steps.append)
     assert steps == []  # stopped before the first step
     assert states_equal(G.state_dict(), tuned.state_dict())
+
+
+def test_fused_adam_matches_the_default_update_bit_for_bit():
+    from inversion.state import make_adam
+
+    generator = torch.Generator().manual_seed(0)
+    start = [torch.randn(n, generator=generator) for n in (5, 300, 7000)]
+    grads = [[torch.randn(p.shape, generator=generator) for p in start] for _ in range(4)]
+    results = []
+    for build in (lambda ps: torch.optim.Adam(ps, lr=3e-4), lambda ps: make_adam(ps, lr=3e-4)):
+        params = [p.clone().requires_grad_(True) for p in start]
+        optimizer = build(params)
+        for step_grads in grads:
+            for param, grad in zip(params, step_grads, strict=True):
+                param.grad = grad.clone()
+            optimizer.step()
+        results.append(params)
+    assert results[1][0] is not None and make_adam(results[1], lr=1).defaults["fused"]
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+    assert not torch.equal(results[0][2], start[2])
