@@ -60,7 +60,11 @@ def evaluate(
     perceptual_backbone: str = "pretrained",
     identity: bool = True,
 ) -> InversionMetrics:
-    """Render ``ws`` with ``G`` (noise_mode 'const') and compare the image with ``target``."""
+    """Render ``ws`` with ``G`` (noise_mode 'const') and compare the image with ``target``.
+
+    Raises ``PerceptualWeightsMissing`` (before rendering) when ``perceptual_backbone`` is
+    'pretrained' and torchvision's weights for ``lpips_net`` are not on disk.
+    """
     perceptual = Perceptual(lpips_net, perceptual_backbone, generator_device(G))
     target = check_target(G, target)
     image = G.synthesis(check_ws(G, ws), noise_mode="const")  # [1, 3, R, R]
@@ -75,7 +79,8 @@ def image_metrics(
     *,
     identity: bool = True,
 ) -> InversionMetrics:
-    """Metrics of an already rendered ``image`` against ``target``."""
+    """Metrics of an already rendered ``image`` against ``target``; the rendering is clamped
+    to [-1, 1] first (as it is when saved as an image)."""
     image = image.float().clamp(-1, 1)
     mse = float(F.mse_loss(image, target))
     psnr = math.inf if mse == 0 else 10 * math.log10(4.0 / mse)

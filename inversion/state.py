@@ -1,7 +1,9 @@
 """Resumable state of the two optimisation loops, and the progress record callbacks receive.
 
 A state is a snapshot taken after a completed step: everything the loop needs to continue
-and give bit-identical results (on the same device and build): step count, the variables
+and give bit-identical results (same device, torch build and thread count; with several CPU
+threads, oneDNN can reduce in a varying order on tiny feature maps, e.g. AlexNet's 1x1 maps
+for 32 px images, so tests run on one thread): step count, the variables
 being optimised, Adam's moments, the random generator's state, plus digests of the inputs
 so a state cannot be resumed against another target, pivot, generator or config.
 
