@@ -150,8 +150,10 @@ class SynthesisLayer(torch.nn.Module):
         noise_mode: str = "random",
         fused_modconv: bool = True,
         gain: float = 1,
+        fold_gain: bool = False,  # fold the activation gain into the conv (fewer passes)
     ) -> torch.Tensor:  # [N, C_out, res, res]
         styles = self.affine(w)  # [N, C_in]
+        act_gain = self.act_gain * gain
         noise = None
         if self.use_noise and noise_mode == "random":
             noise = (
@@ -170,14 +172,14 @@ class SynthesisLayer(torch.nn.Module):
             resample_filter=self.resample_filter,
             flip_weight=(self.up == 1),
             fused_modconv=fused_modconv,
+            out_gain=act_gain if fold_gain else 1,
         )
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        if fold_gain:  # act(z) * g == act(z * g): every ACTIVATIONS entry is positively homogeneous
+            bias = self.bias.to(x.dtype) * act_gain
+            return bias_act(x, bias, act=self.activation, gain=1, clamp=act_clamp)
         return bias_act(
-            x,
-            self.bias.to(x.dtype),
-            act=self.activation,
-            gain=self.act_gain * gain,
-            clamp=act_clamp,
+            x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp
         )
 
     def extra_repr(self) -> str:

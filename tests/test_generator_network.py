@@ -86,8 +86,26 @@ def test_fused_and_unfused_modulation_agree():
     a = G.synthesis(ws, fused_modconv=True)
     b = G.synthesis(ws, fused_modconv=False)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    G.train()  # NVIDIA's default in training mode is the unfused path
-    torch.testing.assert_close(G.synthesis(ws), b, rtol=0, atol=0)
+    G.train()  # NVIDIA's rule ('ref'): unfused in training mode
+    ref_b = G.synthesis(ws, impl="ref", fused_modconv=False)
+    torch.testing.assert_close(G.synthesis(ws, impl="ref"), ref_b, rtol=0, atol=0)
+
+
+def test_fast_path_matches_reference_order_of_operations():
+    G = make(architecture="skip", conv_clamp=0.5)  # clamp active in several layers
+    ws = ws_for(G, n=2)
+    grads = {}
+    for impl in ("fast", "ref"):
+        w = ws.clone().requires_grad_()
+        img, feats = G.synthesis(w, return_features=True, impl=impl)
+        (img.square().sum() + sum(f.mean() for f in feats)).backward()
+        grads[impl] = (img.detach(), [f.detach() for f in feats], w.grad)
+    fast, ref = grads["fast"], grads["ref"]
+    torch.testing.assert_close(fast[0], ref[0], rtol=0, atol=1e-4)
+    for a, b in zip(fast[1], ref[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+        assert a.is_contiguous()  # channels_last stays internal
+    assert (fast[2] - ref[2]).abs().max() <= 1e-3 * ref[2].abs().max()
 
 
 def test_features_match_blocks_and_features_at_stops_early():

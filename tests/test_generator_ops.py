@@ -61,6 +61,11 @@ def test_bias_act_order_bias_lrelu_gain_clamp():
     torch.testing.assert_close(y, want)
     y = bias_act(x, None, act="lrelu")  # default gain sqrt(2)
     torch.testing.assert_close(y[0, 1], torch.tensor(2**0.5))
+    # A clamp that touches nothing is skipped: same values and same gradient.
+    z = torch.tensor([-1.0, 0.5, 2.0], requires_grad=True)
+    y = bias_act(z, None, act="lrelu", gain=1.0, clamp=2.0)
+    y.sum().backward()
+    torch.testing.assert_close(z.grad, torch.tensor([0.2, 1.0, 1.0]))
     with pytest.raises(ValueError, match="unknown activation"):
         bias_act(x, act="gelu")
     with pytest.raises(ValueError, match="expected bias"):

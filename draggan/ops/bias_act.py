@@ -53,6 +53,10 @@ def bias_act(
     x = spec.func(x, alpha)
     if gain != 1:
         x = x * gain
-    if clamp is not None:
-        x = x.clamp(-float(clamp), float(clamp))
+    if clamp is not None and x.numel() > 0:
+        # Clamping values already inside [-clamp, clamp] changes nothing (forward or
+        # backward), so the clamp and its backward masks are skipped when none is outside.
+        lo, hi = torch.aminmax(x.detach())
+        if lo < -clamp or hi > clamp:
+            x = x.clamp(-float(clamp), float(clamp))
     return x

@@ -77,7 +77,12 @@ def conv2d_resample(
     if kw == 1 and kh == 1 and up > 1 and down == 1:
         x = _conv(x, w, groups=groups, flip_weight=flip_weight)
         return upfirdn2d(
-            x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter
+            x,
+            f,
+            up=up,
+            padding=[px0, px1, py0, py1],
+            gain=up**2,
+            flip_filter=flip_filter,
         )
 
     # Down-sampling only: filter, then strided convolution.

@@ -26,8 +26,10 @@ def modulated_conv2d(
     demodulate: bool = True,
     flip_weight: bool = True,  # True: correlation (F.conv2d), False: convolution
     fused_modconv: bool = True,
+    out_gain: float = 1,  # multiply the result (noise included); folded into the weights
 ) -> torch.Tensor:  # [N, C_out, H_out, W_out]
-    """Modulate ``weight`` by ``styles``, demodulate by ``rsqrt(sum w^2 + 1e-8)``, convolve."""
+    """Modulate ``weight`` by ``styles``, demodulate by ``rsqrt(sum w^2 + 1e-8)``, convolve,
+    add ``noise``; ``out_gain`` scales the result at the cost of a few weight-sized ops."""
     N = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
     if x.ndim != 4 or x.shape[1] != in_channels:
@@ -54,6 +56,13 @@ def modulated_conv2d(
         w = weight.unsqueeze(0) * styles.reshape(N, 1, -1, 1, 1)  # [N, C_out, C_in, kh, kw]
     if demodulate:
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, C_out]
+    if out_gain != 1:
+        if demodulate:
+            dcoefs = dcoefs * out_gain
+        else:
+            styles = styles * out_gain
+            w = w * out_gain if w is not None else None
+        noise = noise * out_gain if noise is not None else None
     if demodulate and fused_modconv:
         w = w * dcoefs.reshape(N, -1, 1, 1, 1)
 
@@ -77,7 +86,9 @@ def modulated_conv2d(
         return x
 
     # Fused: the batch becomes the groups of one grouped convolution.
-    x = x.reshape(1, -1, *x.shape[2:])  # [1, N * C_in, H, W]
+    # (A batch of one keeps its strides, so a channels_last input stays channels_last.)
+    if N > 1:
+        x = x.reshape(1, -1, *x.shape[2:])  # [1, N * C_in, H, W]
     w = w.reshape(-1, in_channels, kh, kw)  # [N * C_out, C_in, kh, kw]
     x = conv2d_resample(
         x,
@@ -89,7 +100,8 @@ def modulated_conv2d(
         groups=N,
         flip_weight=flip_weight,
     )
-    x = x.reshape(N, -1, *x.shape[2:])  # [N, C_out, H_out, W_out]
+    if N > 1:
+        x = x.reshape(N, -1, *x.shape[2:])  # [N, C_out, H_out, W_out]
     if noise is not None:
         x = x + noise
     return x
