@@ -164,6 +164,8 @@ def _run_photo(ctx: StageContext, plan: PhotoPlan, options: RunOptions, report: 
         ctx, plan.path, plan.landmarks, plan.face, plan.align_config, plan.resolution
     )
     store.write_ref(pid, "align", align.material)
+    for note in align.result.manifest.get("info", {}).get("warnings", []):
+        ctx.display.warn(f"photo {pid}: {note}")
     faces = align_stage.faces(align.result)
     report.rows.append(_row(plan, "align", f"{len(faces)} face(s)", align))
     if options.only == "align":
@@ -255,7 +257,8 @@ def _edit_metrics(m: dict[str, Any]) -> str:
     text = "distance " + " ".join(f"{d:.1f}" for d in dist) + " px" if dist else ""
     steps = m.get("steps")
     if steps is not None:
-        text += f", {steps} steps" + ("" if m.get("converged") else " (not converged)")
+        text += f", {steps} step{'' if steps == 1 else 's'}"
+        text += "" if m.get("converged") else " (not converged)"
     return text
 
 

@@ -62,7 +62,7 @@ def photo_status(ctx: StageContext, plan: PhotoPlan) -> list[SlotStatus]:
     inverts = []
     for k in range(count):
         material = invert_stage.material(ctx, align.key, k, plan.project_config, plan.tune_config)
-        add("invert", face_names[k] or "face", f"invert-face{k}", material)
+        add("invert", f"face {records[k]['index'] if records else k}", f"invert-face{k}", material)
         inverts.append(material)
     done: dict[str, dict[int, KeyMaterial]] = {}
     for edit in plan.edits:
