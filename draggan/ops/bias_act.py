@@ -26,6 +26,13 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
+def _flat(x: torch.Tensor) -> torch.Tensor:  # [numel], a view when x is dense
+    """All elements in memory order (no copy for contiguous or channels_last tensors)."""
+    if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return x.permute(0, 2, 3, 1).reshape(-1)
+    return x.reshape(-1)
+
+
 def bias_act(
     x: torch.Tensor,  # [N, C, ...] (any shape; bias along `dim`)
     b: torch.Tensor | None = None,  # [C] or None
@@ -56,7 +63,7 @@ def bias_act(
     if clamp is not None and x.numel() > 0:
         # Clamping values already inside [-clamp, clamp] changes nothing (forward or
         # backward), so the clamp and its backward masks are skipped when none is outside.
-        lo, hi = torch.aminmax(x.detach())
+        lo, hi = torch.aminmax(_flat(x.detach()))
         if lo < -clamp or hi > clamp:
             x = x.clamp(-float(clamp), float(clamp))
     return x
