@@ -132,3 +132,16 @@ def test_example_spec_is_valid():
 
     spec = load_spec(source_root() / "examples" / "example.yaml", require_generator=False)
     assert spec.photos and all(photo.edits for photo in spec.photos)
+
+
+def test_missing_lpips_weights_fail_before_any_work(first, tmp_path, monkeypatch, capsys):
+    spec, _ = copy_project(first, tmp_path)
+    spec.write_text(
+        spec.read_text().replace("perceptual_backbone: random", "perceptual_backbone: pretrained")
+    )
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    work = tmp_path / "fresh"
+    assert main(["run", str(spec), "--workdir", str(work)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "alexnet-owt-7be5be79.pth" in err[0] and "TORCH_HOME" in err[0]
+    assert Store(work).all_results() == []  # not even the alignment ran
