@@ -1,5 +1,6 @@
-"""``dragpipe clean SPEC``: remove cached results the spec no longer uses;
-``dragpipe clean --all``: remove every cached result of the workdir."""
+"""``dragpipe clean SPEC``: remove cached results (and interrupted runs) the spec no longer
+uses, keeping everything a rerun would use; ``dragpipe clean --all``: remove every cached
+result of the workdir."""
 
 from __future__ import annotations
 
@@ -64,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         partial = workdir / "partial"
         if partial.is_dir():
             for entry in partial.iterdir():
+                stage, _, key = entry.name.partition("-")
+                if (stage, key) in keep:  # an interrupted run of the spec: resumable
+                    continue
                 freed += sum(p.stat().st_size for p in entry.rglob("*") if p.is_file())
                 shutil.rmtree(entry, ignore_errors=True)
                 removed += 1
