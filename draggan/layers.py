@@ -177,7 +177,7 @@ class SynthesisLayer(torch.nn.Module):
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         if fold_gain:  # act(z) * g == act(z * g): every ACTIVATIONS entry is positively homogeneous
             bias = self.bias.to(x.dtype) * act_gain
-            return bias_act(x, bias, act=self.activation, gain=1, clamp=act_clamp)
+            return bias_act(x, bias, act=self.activation, gain=1, clamp=act_clamp, inplace=True)
         return bias_act(
             x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp
         )

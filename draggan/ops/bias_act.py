@@ -41,8 +41,13 @@ def bias_act(
     alpha: float | None = None,
     gain: float | None = None,  # None: the activation's default gain
     clamp: float | None = None,  # clamp the result to [-clamp, clamp]; None: off
+    inplace: bool = False,  # overwrite x (a fresh intermediate nobody else reads)
 ) -> torch.Tensor:  # same shape and dtype as x
-    """Add ``b`` along ``dim``, apply ``act``, multiply by ``gain``, then clamp."""
+    """Add ``b`` along ``dim``, apply ``act``, multiply by ``gain``, then clamp.
+
+    ``inplace=True`` saves the allocation of three large temporaries; autograd allows it
+    for these activations (their backward needs only the output).
+    """
     if act not in ACTIVATIONS:
         raise ValueError(
             f"bias_act: unknown activation {act!r}; expected one of {list(ACTIVATIONS)}"
@@ -56,10 +61,16 @@ def bias_act(
     if b is not None:
         if b.ndim != 1 or b.shape[0] != x.shape[dim]:
             raise ValueError(f"bias_act: expected bias [{x.shape[dim]}], got {list(b.shape)}")
-        x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
-    x = spec.func(x, alpha)
+        b = b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+        x = x.add_(b) if inplace else x + b
+    if inplace and act == "lrelu":
+        x = F.leaky_relu_(x, alpha)
+    elif inplace and act == "relu":
+        x = F.relu_(x)
+    else:
+        x = spec.func(x, alpha)
     if gain != 1:
-        x = x * gain
+        x = x.mul_(gain) if inplace else x * gain
     if clamp is not None and x.numel() > 0:
         # Clamping values already inside [-clamp, clamp] changes nothing (forward or
         # backward), so the clamp and its backward masks are skipped when none is outside.

@@ -103,5 +103,5 @@ def modulated_conv2d(
     if N > 1:
         x = x.reshape(N, -1, *x.shape[2:])  # [N, C_out, H_out, W_out]
     if noise is not None:
-        x = x + noise
+        x = x.add_(noise)  # x is the convolution's fresh output
     return x
