@@ -135,12 +135,14 @@ def run_spec(spec: Any, options: RunOptions, display: Display) -> RunReport:
         for plan in plans:
             try:
                 _run_photo(ctx, plan, options, report)
-            except (PipelineError, DragganError, InversionError) as exc:
-                if isinstance(exc, UsageError) and not options.keep_going:
-                    raise
-                report.failures[plan.photo_id] = str(exc)
-                report.rows.append(Row(plan.photo_id, "-", "", "failed", metrics=str(exc)))
-                display.warn(f"photo {plan.photo_id} failed: {exc}")
+            except Exception as exc:
+                known = isinstance(exc, (PipelineError, DragganError, InversionError))
+                if not options.keep_going and (not known or isinstance(exc, UsageError)):
+                    raise  # a bug (or bad usage) ends the run: the CLI reports it
+                message = str(exc) if known else f"internal error: {type(exc).__name__}: {exc}"
+                report.failures[plan.photo_id] = message
+                report.rows.append(Row(plan.photo_id, "-", "", "failed", metrics=message))
+                display.warn(f"photo {plan.photo_id} failed: {message}")
                 if not options.keep_going:
                     break
     return report
