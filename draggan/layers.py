@@ -150,7 +150,7 @@ class SynthesisLayer(torch.nn.Module):
         noise_mode: str = "random",
         fused_modconv: bool = True,
         gain: float = 1,
-        fold_gain: bool = False,  # fold the activation gain into the conv (fewer passes)
+        fold_gain: bool = False,  # fast path: gain folded into the conv, factored modulation
     ) -> torch.Tensor:  # [N, C_out, res, res]
         styles = self.affine(w)  # [N, C_in]
         act_gain = self.act_gain * gain
@@ -173,6 +173,7 @@ class SynthesisLayer(torch.nn.Module):
             flip_weight=(self.up == 1),
             fused_modconv=fused_modconv,
             out_gain=act_gain if fold_gain else 1,
+            factored=fold_gain,
         )
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         if fold_gain:  # act(z) * g == act(z * g): every ACTIVATIONS entry is positively homogeneous
@@ -210,8 +211,17 @@ class ToRGBLayer(torch.nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
 
     def forward(
-        self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True
+        self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True, as_matmul: bool = False
     ) -> torch.Tensor:  # x [N, C_in, H, W], w [N, w_dim] -> [N, img_channels, H, W]
+        """``as_matmul``: the 1x1 modulated conv as one batched matrix product over pixels
+        (a GEMM instead of CPU's slow path for convolutions with 3 output channels)."""
         styles = self.affine(w) * self.weight_gain
+        if as_matmul and self.weight.shape[2:] == (1, 1):
+            N, C, H, W = x.shape
+            wm = self.weight[:, :, 0, 0].unsqueeze(0) * styles.unsqueeze(1)  # [N, O, C]
+            pixels = x.permute(0, 2, 3, 1).reshape(N, H * W, C)  # a view for channels_last
+            y = torch.bmm(pixels, wm.transpose(1, 2).to(x.dtype))  # [N, H * W, O]
+            y = y.reshape(N, H, W, -1).permute(0, 3, 1, 2)  # [N, O, H, W]
+            return bias_act(y, self.bias.to(x.dtype), clamp=self.conv_clamp)
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)

@@ -144,7 +144,9 @@ class SynthesisBlock(torch.nn.Module):
             img = upsample2d(img, self.resample_filter)
         if self.num_torgb:
             fused = self.resolve_fused(opts, x.dtype, ws.shape[0])
-            y = self.torgb(x, ws[:, self.num_conv], fused_modconv=fused)
+            y = self.torgb(
+                x, ws[:, self.num_conv], fused_modconv=fused, as_matmul=opts.impl == "fast"
+            )
             y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
             img = img + y if img is not None else y
         return x, img

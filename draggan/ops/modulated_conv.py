@@ -27,6 +27,7 @@ def modulated_conv2d(
     flip_weight: bool = True,  # True: correlation (F.conv2d), False: convolution
     fused_modconv: bool = True,
     out_gain: float = 1,  # multiply the result (noise included); folded into the weights
+    factored: bool = False,  # fused + demodulated only: cheaper weight-sized arithmetic
 ) -> torch.Tensor:  # [N, C_out, H_out, W_out]
     """Modulate ``weight`` by ``styles``, demodulate by ``rsqrt(sum w^2 + 1e-8)``, convolve,
     add ``noise``; ``out_gain`` scales the result at the cost of a few weight-sized ops."""
@@ -52,6 +53,15 @@ def modulated_conv2d(
 
     w = None
     dcoefs = None
+    if factored and demodulate and fused_modconv:
+        # sum_ik (W_oik s_i)^2 = sum_i s_i^2 sum_k W_oik^2: the demodulation from per-(o, i)
+        # weight energies, then ONE weight-sized product W * (s_i d_o g) instead of four.
+        energy = weight.square().sum(dim=[2, 3])  # [C_out, C_in]
+        dcoefs = (styles.square() @ energy.t() + 1e-8).rsqrt() * out_gain  # [N, C_out]
+        scale = styles.reshape(N, 1, -1) * dcoefs.reshape(N, -1, 1)  # [N, C_out, C_in]
+        w = weight.unsqueeze(0) * scale.reshape(N, out_channels, in_channels, 1, 1)
+        noise = noise * out_gain if noise is not None and out_gain != 1 else noise
+        return _fused(x, w, noise, N, resample_filter, up, down, padding, flip_weight)
     if demodulate or fused_modconv:
         w = weight.unsqueeze(0) * styles.reshape(N, 1, -1, 1, 1)  # [N, C_out, C_in, kh, kw]
     if demodulate:
@@ -85,7 +95,22 @@ def modulated_conv2d(
             return x + noise.to(x.dtype)
         return x
 
-    # Fused: the batch becomes the groups of one grouped convolution.
+    return _fused(x, w, noise, N, resample_filter, up, down, padding, flip_weight)
+
+
+def _fused(
+    x: torch.Tensor,  # [N, C_in, H, W]
+    w: torch.Tensor,  # [N, C_out, C_in, kh, kw] per-sample weights
+    noise: torch.Tensor | None,
+    N: int,
+    resample_filter: torch.Tensor | None,
+    up: int,
+    down: int,
+    padding: Padding,
+    flip_weight: bool,
+) -> torch.Tensor:  # [N, C_out, H_out, W_out]
+    """The batch becomes the groups of one grouped convolution."""
+    in_channels, kh, kw = w.shape[2:]
     # (A batch of one keeps its strides, so a channels_last input stays channels_last.)
     if N > 1:
         x = x.reshape(1, -1, *x.shape[2:])  # [1, N * C_in, H, W]
