@@ -71,10 +71,14 @@ def bias_act(
         x = spec.func(x, alpha)
     if gain != 1:
         x = x.mul_(gain) if inplace else x * gain
-    if clamp is not None and x.numel() > 0:
+    if clamp is not None:
         # Clamping values already inside [-clamp, clamp] changes nothing (forward or
-        # backward), so the clamp and its backward masks are skipped when none is outside.
-        lo, hi = torch.aminmax(_flat(x.detach()))
-        if lo < -clamp or hi > clamp:
+        # backward), so on CPU the clamp and its backward masks are skipped when no value
+        # is outside. (On accelerators the check would cost a host sync per layer.)
+        needed = True
+        if x.device.type == "cpu" and x.numel() > 0:
+            lo, hi = torch.aminmax(_flat(x.detach()))
+            needed = bool(lo < -clamp or hi > clamp)
+        if needed:
             x = x.clamp(-float(clamp), float(clamp))
     return x
