@@ -27,16 +27,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
-import sys
 import time
 import warnings
 
-# This script is named like the package it measures: keep its own folder off the import path.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
+import _benchpath  # noqa: F401  (this script is named like the package it measures)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
