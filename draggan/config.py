@@ -2,7 +2,7 @@
 
 Field names follow NVIDIA's constructor arguments (stylegan2-ada-pytorch
 ``training/networks.py``) so a checkpoint's ``init_kwargs`` map onto them one to one;
-``draggan.checkpoint`` resolves the two code bases' layouts and defaults into this.
+``draggan.official_pickle`` resolves the two code bases' layouts and defaults into this.
 """
 
 from __future__ import annotations

@@ -59,3 +59,18 @@ def test_landmark_model_file_found_and_loads_in_dlib():
     blank = np.zeros((100, 100, 3), dtype=np.uint8)
     shape = predictor(blank, dlib.rectangle(10, 10, 90, 90))
     assert shape.num_parts == 68
+
+
+def test_broken_pipe_ends_quietly_without_traceback():
+    # `dragpipe inspect X | head`: a reader that goes away must not produce a traceback.
+    code = (
+        "import sys, pipeline.cli as cli, pipeline.commands.inspect as cmd\n"
+        "def boom(args):\n"
+        "    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "cmd.run = boom\n"
+        "sys.stderr.write(f'exit={cli.main([\"inspect\", \"x\"])}\\n')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert out.stderr.strip().splitlines()[-1] == "exit=1"
+    assert "Traceback" not in out.stderr and "internal error" not in out.stderr
