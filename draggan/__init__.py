@@ -4,7 +4,15 @@ Depends on none of dragpipe's other packages.
 """
 
 from draggan.config import GeneratorConfig
-from draggan.dragging import DragConfig, DragInputError, DragResult, DragStep, drag
+from draggan.dragging import (
+    DragConfig,
+    DragInputError,
+    DragResult,
+    DragResumeError,
+    DragState,
+    DragStep,
+    drag,
+)
 from draggan.errors import CheckpointError, DragganError, UnsafeCheckpointError
 from draggan.generator import Generator
 from draggan.loading import load_generator
@@ -14,6 +22,8 @@ __all__ = [
     "DragConfig",
     "DragInputError",
     "DragResult",
+    "DragResumeError",
+    "DragState",
     "DragStep",
     "DragganError",
     "Generator",

@@ -5,11 +5,15 @@ Each step k, on the ws after k optimisation steps: one synthesis forward with gr
 those features (no gradient), the stop checks, then motion supervision (+ the fixed-region
 loss) and one Adam step on the first ``layers`` ws. The last step ends without an update,
 so the final ws, handles and image always belong together.
+
+``resume=`` continues from a ``DragState`` that a callback took with ``state()``: the loop
+restarts at that state's step and returns exactly what the uninterrupted drag returns.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -21,9 +25,18 @@ from draggan.dragging.fast import FastMode
 from draggan.dragging.inputs import DragInputs, check_inputs
 from draggan.dragging.official import OfficialMode
 from draggan.dragging.result import DragResult, DragStep
+from draggan.dragging.resume import (
+    RunDigests,
+    accepts_state,
+    adam_tensors,
+    call_with_state,
+    load_adam,
+)
+from draggan.dragging.state import DragState
 
 # callback(record, image) -> True to stop; image [1, C, R, R] when this step rendered one.
-DragCallback = Callable[[DragStep, "torch.Tensor | None"], Any]
+# A callback with a ``state`` keyword also gets ``state=``: a callable -> DragState.
+DragCallback = Callable[..., Any]
 
 # Both modes run NVIDIA's fused (grouped-convolution) modulated conv: what the official
 # renderer runs for stylegan2-ada-pytorch checkpoints, and the faster path on CPU here.
@@ -60,6 +73,10 @@ class _Stall:
             self.anchor_step = step
             return False
         return self.steps is not None and step - self.anchor_step >= self.steps
+
+    def restore(self, anchor: torch.Tensor, anchor_step: int) -> None:
+        self.anchor = anchor.to(torch.float64).clone()
+        self.anchor_step = anchor_step
 
 
 def _synthesise(
@@ -105,13 +122,24 @@ def drag(
     mask: Any = None,  # [R, R], 1 = may move, 0 = keep; None: everything may move
     config: DragConfig | None = None,
     callback: DragCallback | None = None,
+    resume: DragState | None = None,
 ) -> DragResult:
     """Drag ``handles`` to ``targets`` on the image of ``ws``; see ``DragConfig``.
 
     Raises ``DragInputError`` (a ``DragganError``) for bad input before any work. The
     generator's weights are not changed and get no gradients. ``callback(record, image)``
     is called after every step's tracking (``image``: the [1, C, R, R] render when the step
-    made one, else None); returning True ends the drag (``stop_reason='callback'``).
+    made one, else None); returning True ends the drag (``stop_reason='callback'``), raising
+    ends it with that exception. A callback that takes a ``state`` keyword is called as
+    ``callback(record, image, state=state)``: ``state()``, during the call, returns the
+    ``DragState`` from which step ``record.step`` is recomputed (the latent before that
+    step's update, Adam's moments, handles, stall counters, the records before it).
+
+    ``resume``: such a state of an earlier call with the same G, ws, points, mask and
+    config (``DragResumeError``, a ``DragganError``, otherwise, before any step); the drag
+    continues there and returns exactly what the uninterrupted drag returns (same device,
+    torch build and thread count). Its F0 and reference features are recomputed with one
+    forward of the initial ws.
     """
     if config is None:
         config = DragConfig()
@@ -119,17 +147,27 @@ def drag(
         raise DragInputError(f"drag: config must be a DragConfig, got {type(config).__name__}")
     if callback is not None and not callable(callback):
         raise DragInputError(f"drag: callback must be callable, got {type(callback).__name__}")
+    if resume is not None and not isinstance(resume, DragState):
+        raise DragInputError(
+            f"drag: resume must be a DragState (from a callback's state()), "
+            f"got {type(resume).__name__}"
+        )
     inputs = check_inputs(G, ws, handles, targets, mask, config)
     params = config.resolve(int(G.img_resolution), int(G.num_ws))
     mode = _make_mode(G, config, params, inputs)
     latent = _Latent(inputs.ws, config.layers, config.w_plus)
     optimizer = torch.optim.Adam([latent.param], lr=config.lr)
     stall = _Stall(inputs.handles, config.stall_steps, config.stall_tolerance)
+    digests = RunDigests(G, inputs, config)
+    wants_state = callback is not None and accepts_state(callback)
     history: list[DragStep] = []
     image = None
     reason = None
     with torch.enable_grad():
-        for step in range(config.max_steps + 1):
+        if resume is not None:
+            history = _restore(resume, G, params, config, mode, latent, optimizer, stall, digests)
+        for step in range(len(history), config.max_steps + 1):
+            begin = (mode.get_handles(), stall.anchor.clone(), stall.anchor_step)
             feat, image = _synthesise(
                 G, latent.full(), params, config, _renders(config, mode, step)
             )
@@ -154,7 +192,14 @@ def drag(
                 loss=_value(loss),
                 updated=reason is None,
             )
-            if callback is not None and callback(record, _detached(image)) is True:
+            if wants_state:
+                snapshot = functools.partial(
+                    _snapshot, step, begin, history, latent, optimizer, digests
+                )
+                stop = call_with_state(callback, record, _detached(image), snapshot)
+            else:
+                stop = callback is not None and callback(record, _detached(image))
+            if stop is True:
                 reason = reason or "callback"
                 record = dataclasses.replace(record, updated=False)
             history.append(record)
@@ -178,6 +223,57 @@ def drag(
         stop_distance=params.stop_distance,
         history=history,
     )
+
+
+def _snapshot(
+    step: int,
+    begin: tuple[torch.Tensor, torch.Tensor, int],  # handles, stall anchor, its step
+    history: list[DragStep],  # the records before ``step``
+    latent: _Latent,
+    optimizer: torch.optim.Adam,
+    digests: RunDigests,
+) -> DragState:
+    """The state from which step ``step`` is recomputed (called before its update)."""
+    return DragState(
+        step=step,
+        latent=latent.param.detach().clone(),
+        optimizer=adam_tensors(optimizer, latent.param),
+        handles=begin[0],
+        stall_anchor=begin[1],
+        stall_anchor_step=begin[2],
+        history=list(history),
+        config=digests.config,
+        inputs_digest=digests.inputs,
+        generator_digest=digests.generator,
+    )
+
+
+def _restore(
+    resume: DragState,
+    G: Any,
+    params: DragParams,
+    config: DragConfig,
+    mode: Any,
+    latent: _Latent,
+    optimizer: torch.optim.Adam,
+    stall: _Stall,
+    digests: RunDigests,
+) -> list[DragStep]:
+    """Put the loop where ``resume`` left it; returns the records before its step."""
+    digests.check(resume)
+    resume.check_shapes(latent.param.shape, int(mode.get_handles().shape[0]), config.max_steps)
+    if resume.step == 0:
+        return []  # nothing done yet: step 0 starts the drag as usual
+    # F0 and the handles' reference features, by step 0's own forward on the initial ws.
+    feat, _ = _synthesise(G, latent.full(), params, config, _renders(config, mode, 0))
+    mode.start(mode.features(feat))
+    del feat
+    with torch.no_grad():
+        latent.param.copy_(resume.latent.to(latent.param.device, latent.param.dtype))
+    load_adam(optimizer, resume.optimizer)
+    mode.set_handles(resume.handles)
+    stall.restore(resume.stall_anchor, resume.stall_anchor_step)
+    return list(resume.history)
 
 
 def _total(

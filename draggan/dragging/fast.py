@@ -101,6 +101,13 @@ class FastMode:
         self.feat0 = feat.detach()
         self.refs = sample_features(self.feat0, self.initial, self.params.img_resolution).T
 
+    def get_handles(self) -> torch.Tensor:  # [K, 2] (x, y) float64, a copy
+        """The handles the next tracking starts from (for a resumable state)."""
+        return self.handles.clone()
+
+    def set_handles(self, handles: torch.Tensor) -> None:  # [K, 2] (x, y)
+        self.handles = handles.to(torch.float64).clone()
+
     def track(self, feat: torch.Tensor) -> torch.Tensor:  # [K, 2] (x, y) float64
         self.handles = track_handles(
             feat,

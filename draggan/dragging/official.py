@@ -137,6 +137,13 @@ class OfficialMode:
         self.feat0_up = feat.detach()
         self.refs = torch.stack([self.feat0_up[0, :, r, c] for r, c in self.points])  # [K, C]
 
+    def get_handles(self) -> torch.Tensor:  # [K, 2] (x, y) float64
+        """The points the next tracking starts from (for a resumable state)."""
+        return torch.tensor([[c, r] for r, c in self.points], dtype=torch.float64)
+
+    def set_handles(self, handles: torch.Tensor) -> None:  # [K, 2] (x, y), integer values
+        self.points = [[round(float(y)), round(float(x))] for x, y in handles.tolist()]
+
     def track(self, feat: torch.Tensor) -> torch.Tensor:  # [K, 2] (x, y) float64
         self.points = track_points(feat, self.refs, self.points, self.params.window, self.norm)
         return torch.tensor([[c, r] for r, c in self.points], dtype=torch.float64)
