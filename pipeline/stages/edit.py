@@ -11,6 +11,12 @@ key of the edit it starts from. Result files:
 - ``points.json``: the handles and targets the spec resolved to (aligned pixels);
 - ``mask.png``: the resolved drag mask (grey levels, white = may move), when there is one;
 - metrics: steps, converged, final distance of each handle to its target (aligned px).
+
+The drag saves its complete loop state (``draggan.DragState``) in the pending directory's
+``checkpoints/drag.safetensors`` every ``checkpoint_every`` steps, with the trajectory
+frames rendered before that step (``checkpoints/drag-frame-<step>.safetensors``, each
+written once); a killed run resumes there and ends with the same result files. A checkpoint
+that does not fit this drag (another version's, damaged) is reported and ignored.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from pipeline.store import KeyMaterial, Pending, Result
 VERSION = 1
 MAX_FRAMES = 60  # frames kept in the trajectory animation (evenly subsampled)
 FRAME_MS = 80
+CHECKPOINT = "drag"  # the loop state; frames are "drag-frame-<step>"
 
 
 def material(
@@ -82,7 +89,7 @@ def _compute(
     drag_config: Any,
     label: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    from draggan import drag
+    from draggan import DragResumeError, drag
 
     G = tuned_generator(ctx, invert.key, invert.file("generator.safetensors"))
     origin = start if start is not None else invert
@@ -107,31 +114,49 @@ def _compute(
         )
         mask_t = torch.from_numpy(movable.astype(np.float32))
 
-    frames: list[tuple[int, np.ndarray]] = [(0, before)]
+    every = max(1, ctx.checkpoint_every)
+    resume, frames = _resume_point(ctx, pending, before, label)
+    saved_frames = {step for step, _ in frames[1:]}  # drag frames already in checkpoints
     records: list[dict[str, Any]] = []
     total = getattr(drag_config, "max_steps", None)
     with ctx.display.stage(f"{label} drag", total) as bar:
 
-        def callback(record: Any, image: torch.Tensor | None = None) -> None:
+        def callback(record: Any, image: torch.Tensor | None = None, state: Any = None) -> None:
             data = record.to_dict() if hasattr(record, "to_dict") else dict(record)
             records.append(data)
             distances = data.get("distances") or []
             live = {"loss": float(data.get("loss", 0.0))}
             if distances:
                 live["dist"] = float(max(distances))
-            bar.update(int(data.get("step", len(records))), total, **live)
+            step = int(data.get("step", len(records)))
+            bar.update(step, total, **live)
             if image is not None:
-                frames.append((int(data.get("step", len(records))), tensor_to_image(image)))
+                frames.append((step, tensor_to_image(image)))
+            if state is not None and step % every == 0 and step > 0 and data.get("updated"):
+                _save_checkpoint(pending, state(), frames, saved_frames)
 
-        result = drag(
-            G,
-            ws,
-            torch.from_numpy(handles).float(),
-            torch.from_numpy(targets).float(),
-            mask=None if mask_t is None else mask_t.to(ctx.device),
-            config=drag_config,
-            callback=callback,
-        )
+        def run_drag(resume: Any) -> Any:
+            return drag(
+                G,
+                ws,
+                torch.from_numpy(handles).float(),
+                torch.from_numpy(targets).float(),
+                mask=None if mask_t is None else mask_t.to(ctx.device),
+                config=drag_config,
+                callback=callback,
+                resume=resume,
+            )
+
+        try:
+            result = run_drag(resume)
+        except DragResumeError as exc:  # raised before any step
+            if resume is None:
+                raise
+            ctx.display.warn(f"{label} drag: ignoring its checkpoint ({exc})")
+            pending.drop_checkpoint(CHECKPOINT)
+            frames[1:] = []
+            saved_frames.clear()
+            result = run_drag(None)
         bar.close()
     final = tensor_to_image(result.image)
     pending.write_tensors("ws.safetensors", {"ws": result.ws})
@@ -154,6 +179,57 @@ def _compute(
         "start_distance": [round(float(d), 3) for d in np.linalg.norm(handles - targets, axis=1)],
     }
     return metrics, {"final_handles": final_handles.tolist()}
+
+
+def _save_checkpoint(
+    pending: Pending,
+    state: Any,  # draggan.DragState at the start of step state.step
+    frames: list[tuple[int, np.ndarray]],  # (step, [H, W, 3] uint8); frames[0] is 'before'
+    saved: set[int],  # steps whose frame is already saved (updated here)
+) -> None:
+    """Save the frames rendered before ``state.step`` (each once), then the loop state, which
+    lists them: a kill between the two leaves the previous, complete checkpoint."""
+    for step, frame in frames[1:]:
+        if step < state.step and step not in saved:
+            pending.save_checkpoint(
+                f"{CHECKPOINT}-frame-{step}", {"frame": torch.from_numpy(frame)}, {"step": step}
+            )
+            saved.add(step)
+    tensors, meta = state.to_tensors()
+    listed = sorted(step for step in saved if step < state.step)
+    pending.save_checkpoint(CHECKPOINT, tensors, {"state": meta, "frames": listed})
+
+
+def _resume_point(
+    ctx: StageContext, pending: Pending, before: np.ndarray, label: str
+) -> tuple[Any, list[tuple[int, np.ndarray]]]:
+    """(DragState or None, trajectory frames so far) from the pending directory."""
+    from draggan import DragResumeError, DragState
+
+    frames = [(0, before)]
+    saved = pending.load_checkpoint(CHECKPOINT)
+    if saved is None:
+        return None, frames
+    tensors, meta = saved
+    try:
+        listed = meta.get("frames") if isinstance(meta, dict) else None
+        if not isinstance(listed, list) or not all(
+            isinstance(step, int) and not isinstance(step, bool) for step in listed
+        ):
+            raise DragResumeError(f"its list of trajectory frames is damaged: {listed!r}")
+        state = DragState.from_tensors(tensors, meta.get("state"))
+        for step in listed:
+            frame = pending.load_checkpoint(f"{CHECKPOINT}-frame-{step}")
+            image = None if frame is None else frame[0].get("frame")
+            if image is None or tuple(image.shape) != before.shape or image.dtype != torch.uint8:
+                raise DragResumeError(f"its trajectory frame of step {step} is missing or damaged")
+            frames.append((step, image.numpy()))
+    except DragResumeError as exc:
+        ctx.display.warn(f"{label} drag: ignoring its checkpoint ({exc})")
+        pending.drop_checkpoint(CHECKPOINT)
+        return None, [(0, before)]
+    ctx.display.info(f"{label} drag: resuming at step {state.step}")
+    return state, frames
 
 
 def write_trajectory(
