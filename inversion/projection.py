@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from draggan.digests import module_digest, tensor_digest
 from inversion.checks import check_target, generator_device
 from inversion.config import ProjectConfig
 from inversion.errors import ResumeMismatch
@@ -23,11 +24,9 @@ from inversion.schedule import latent_noise_scale, learning_rate
 from inversion.state import (
     Progress,
     ProjectState,
-    generator_digest,
     load_optimizer_tensors,
     make_adam,
     optimizer_tensors,
-    tensor_digest,
 )
 
 NOISE_BUFFER = "noise_const"
@@ -73,7 +72,7 @@ def project(
     digests = {
         "config": config.to_dict(),
         "target_digest": tensor_digest([target]),
-        "generator_digest": generator_digest(G),
+        "generator_digest": module_digest(G),
     }
     if resume is not None:
         resume.check_matches(**digests)

@@ -14,7 +14,6 @@ tensors, ready for ``safetensors.torch.save_file``) and a JSON-ready ``dict``;
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -24,25 +23,6 @@ import torch
 from inversion.errors import InversionError, ResumeMismatch
 
 STATE_VERSION = 1
-
-
-def tensor_digest(tensors: Iterable[torch.Tensor]) -> str:
-    """SHA-256 over the shapes, dtypes and bytes of ``tensors`` (in order)."""
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        t = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{tuple(t.shape)}{t.dtype};".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def generator_digest(G: torch.nn.Module) -> str:
-    """Digest of a generator's parameters and buffers (names included)."""
-    digest = hashlib.sha256()
-    for name, tensor in list(G.named_parameters()) + list(G.named_buffers()):
-        digest.update(name.encode())
-        digest.update(tensor_digest([tensor]).encode())
-    return digest.hexdigest()
 
 
 def _snapshot(tensor: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from draggan.digests import module_digest, tensor_digest
 from inversion.checks import check_target, check_ws, generator_device
 from inversion.config import TuneConfig
 from inversion.errors import ResumeMismatch
@@ -22,11 +23,9 @@ from inversion.regularizers import locality_latent
 from inversion.state import (
     Progress,
     TuneState,
-    generator_digest,
     load_optimizer_tensors,
     make_adam,
     optimizer_tensors,
-    tensor_digest,
 )
 
 
@@ -56,7 +55,7 @@ def tune(
         "config": config.to_dict(),
         "target_digest": tensor_digest([target]),
         "pivot_digest": tensor_digest([pivot]),
-        "generator_digest": generator_digest(G),
+        "generator_digest": module_digest(G),
     }
     if resume is not None:
         resume.check_matches(**digests)

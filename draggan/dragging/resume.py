@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 
+from draggan.digests import module_digest, tensor_digest
 from draggan.dragging.config import DragConfig
 from draggan.dragging.errors import DragResumeError
 from draggan.dragging.inputs import DragInputs
-from draggan.dragging.state import DragState, module_digest, tensor_digest
+from draggan.dragging.state import DragState
 
 
 class RunDigests:

@@ -16,8 +16,6 @@ tensors (ready for ``safetensors.torch.save_file``) and a JSON-ready ``dict``;
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -29,25 +27,6 @@ from draggan.dragging.result import DragStep
 STATE_KIND = "draggan.drag"
 STATE_VERSION = 1
 ADAM_KEYS = ("step", "exp_avg", "exp_avg_sq")
-
-
-def tensor_digest(tensors: Iterable[torch.Tensor]) -> str:
-    """SHA-256 over the shapes, dtypes and bytes of ``tensors`` (in order, any device)."""
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        t = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{tuple(t.shape)}{t.dtype};".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def module_digest(module: torch.nn.Module) -> str:
-    """Digest of a module's parameters and buffers, names included."""
-    digest = hashlib.sha256()
-    for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
-        digest.update(name.encode())
-        digest.update(tensor_digest([tensor]).encode())
-    return digest.hexdigest()
 
 
 def _cpu_copy(tensor: torch.Tensor) -> torch.Tensor:

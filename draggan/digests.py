@@ -1,0 +1,31 @@
+"""Content digests of tensors and modules, used to tie a resumable loop state to its run.
+
+Shared by the drag engine's ``DragState`` and inversion's loop states: a state taken from
+one run (target, latent, generator, config) must never be resumed against another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import torch
+
+
+def tensor_digest(tensors: Iterable[torch.Tensor]) -> str:
+    """SHA-256 over the shapes, dtypes and bytes of ``tensors`` (in order, any device)."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{tuple(t.shape)}{t.dtype};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def module_digest(module: torch.nn.Module) -> str:
+    """Digest of a module's parameters and buffers, names included."""
+    digest = hashlib.sha256()
+    for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+        digest.update(name.encode())
+        digest.update(tensor_digest([tensor]).encode())
+    return digest.hexdigest()
