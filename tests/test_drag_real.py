@@ -200,3 +200,19 @@ def test_stalled_drag_ends_unconverged(G, ws, start):
     result = drag(G, ws, handle[None], target[None], config=config)
     assert (result.stop_reason, result.converged, result.steps) == ("stalled", False, 4)
     assert float(result.distances[0]) > result.stop_distance
+
+
+@pytest.mark.parametrize("mode", ["official", "fast"])
+def test_two_handles_on_the_disc_move_it_together(G, ws, start, mode):
+    c0, handle, target = start
+    offset = torch.tensor([5.0, 0.0], dtype=torch.float64)  # a second point left of the centre
+    handles = torch.stack([handle, handle - offset])
+    targets = torch.stack([target, target - offset])
+    result = drag(G, ws, handles, targets, config=DragConfig(mode=mode, **BASE))
+    assert result.converged
+    assert float((result.handles - targets).norm(dim=1).max()) <= result.stop_distance
+    moved = centroid(result.image) - c0
+    wanted = torch.tensor(DRAG, dtype=torch.float64)
+    along = float(moved @ wanted / wanted.norm())
+    assert along >= FOLLOWED * float(wanted.norm()), f"disc moved {moved.tolist()}"
+    assert abs(float(moved[1])) <= 1.5
