@@ -68,7 +68,7 @@ def test_broken_pipe_ends_quietly_without_traceback():
         "def boom(args):\n"
         "    raise BrokenPipeError(32, 'Broken pipe')\n"
         "cmd.run = boom\n"
-        "sys.stderr.write(f'exit={cli.main([\"inspect\", \"x\"])}\\n')\n"
+        'sys.stderr.write(f\'exit={cli.main(["inspect", "x"])}\\n\')\n'
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0
