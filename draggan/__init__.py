@@ -16,6 +16,7 @@ from draggan.dragging import (
 from draggan.errors import CheckpointError, DragganError, UnsafeCheckpointError
 from draggan.generator import Generator
 from draggan.loading import load_generator
+from draggan.native_format import save_generator
 from draggan.version import __version__
 
 __all__ = [
@@ -32,5 +33,6 @@ __all__ = [
     "UnsafeCheckpointError",
     "__version__",
     "load_generator",
+    "save_generator",
     "drag",
 ]

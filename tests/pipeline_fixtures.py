@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from draggan import Generator, GeneratorConfig
+from draggan import Generator, GeneratorConfig, save_generator
 from pipeline.progress import Display
 from pipeline.runner import RunOptions, RunReport, run_spec
 from pipeline.spec import load_spec
@@ -55,7 +55,7 @@ def make_generator(path: Path) -> None:
     config = GeneratorConfig(
         img_resolution=32, channel_base=512, channel_max=32, z_dim=32, w_dim=32, mapping_layers=2
     )
-    Generator(config).save(path)
+    save_generator(Generator(config), path)
 
 
 def make_project(

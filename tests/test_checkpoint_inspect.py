@@ -6,6 +6,7 @@ import json
 
 from checkpoint_writers import official_pickle_bytes, tiny_generator
 
+from draggan import save_generator
 from pipeline.cli import main
 
 
@@ -34,7 +35,7 @@ def test_inspect_prints_the_resolved_configuration(tmp_path, capsys):
 
 def test_inspect_native_file(tmp_path, capsys):
     G = tiny_generator(seed=42)
-    G.save(tmp_path / "g.safetensors")
+    save_generator(G, tmp_path / "g.safetensors")
     assert main(["inspect", str(tmp_path / "g.json"), "--json"]) == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["format"] == "dragpipe (safetensors + JSON)"

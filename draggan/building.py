@@ -1,4 +1,5 @@
-"""Build a ``Generator`` from a config and a flat state dict, checking every tensor.
+"""Building a ``Generator`` from what a checkpoint holds (``CheckpointContents``: a config
+and a flat state dict), checking every tensor.
 
 Shared by every loader (official pickles, TensorFlow pickles, dragpipe's own format): the
 state must hold exactly the generator's parameters and buffers, by NVIDIA name and shape.
