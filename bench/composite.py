@@ -3,7 +3,7 @@
 Run: ``python bench/composite.py`` (CPU; about a minute). Prints measured figures only.
 
 1. Transfer methods on synthetic edits with a known right answer
-   (``pipeline.composite.synthetic``: a textured blob moved inside an imperfectly
+   (``pipeline.compositing.synthetic``: a textured blob moved inside an imperfectly
    reconstructed face): mean error against the ideal photo over the blended area, split
    into the pixels the edit moved and those it did not, and the seam ratio (gradient energy
    of the blend band over that of the untouched pixels beside it; the ideal's own ratio is
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.composite import CompositeConfig, CompositeResult, composite_faces, seam_ratio
-from pipeline.composite.config import TRANSFERS
-from pipeline.composite.synthetic import FacePlacement, make_scene
+from pipeline.compositing import CompositeConfig, CompositeResult, composite_faces, seam_ratio
+from pipeline.compositing.config import TRANSFERS
+from pipeline.compositing.synthetic import FacePlacement, make_scene
 from pipeline.photo import load_photo
 from pipeline.photo_output import save_output, working_rgb
 

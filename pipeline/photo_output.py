@@ -14,22 +14,22 @@
   input (measured: 0.2-0.8 mean, 99.9th percentile 7, at the same file size; quality 95
   gives 0.5-1.0 at twice the size); an integer sets the quality instead. WebP is written lossless.
   ``output_format='png'`` writes lossless PNG whatever the input was.
-- The input file is never overwritten; the file appears atomically (temporary file in the
-  same folder, then ``os.replace``).
+- The input file is never overwritten; the file appears atomically
+  (``draggan.atomic_write``).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, JpegImagePlugin, PngImagePlugin
 
+from draggan.atomic_write import atomic_write
 from draggan.version import __version__
-from pipeline.composite.compose import CompositeResult
-from pipeline.composite.config import CompositeConfig
+from pipeline.compositing.compose import CompositeResult
+from pipeline.compositing.config import CompositeConfig
 from pipeline.errors import PipelineError, UsageError
 from pipeline.photo import Photo
 
@@ -145,18 +145,11 @@ def save_output(
             f"cannot write a {image.mode} image as JPEG to {path}; set composite.output_format: png"
         )
     params = _save_params(photo, image, fmt, config)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with atomic_write(path) as tmp, open(tmp, "wb") as stream:
             image.save(stream, format=fmt, **params)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException as exc:
-        Path(temp_name).unlink(missing_ok=True)
-        if isinstance(exc, OSError | ValueError):
-            raise PipelineError(f"cannot write output {path}: {exc}") from None
-        raise
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"cannot write output {path}: {exc}") from None
     return path
 
 

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from pipeline.composite import (
+from pipeline.compositing import (
     CompositeConfig,
     CompositeConfigError,
     composite_face,
     composite_faces,
     seam_ratio,
 )
-from pipeline.composite.flow import estimate_flow
-from pipeline.composite.synthetic import FacePlacement, make_scene
+from pipeline.compositing.flow import estimate_flow
+from pipeline.compositing.synthetic import FacePlacement, make_scene
 from pipeline.errors import PipelineError
 
 # Seam bound (stated in ARCHITECTURE.md): the blend band's gradient energy is within 20 % of

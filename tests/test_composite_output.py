@@ -8,10 +8,10 @@ import pytest
 from PIL import Image, ImageCms
 from scipy import ndimage
 
-from pipeline.align.transform import AlignTransform
-from pipeline.composite import CompositeConfig, CompositeResult, FaceEdit, composite_faces
-from pipeline.composite.synthetic import imperfect
-from pipeline.composite.warp import warp_to_aligned
+from pipeline.alignment.transform import AlignTransform
+from pipeline.compositing import CompositeConfig, CompositeResult, FaceEdit, composite_faces
+from pipeline.compositing.synthetic import imperfect
+from pipeline.compositing.warp import warp_to_aligned
 from pipeline.errors import PipelineError, UsageError
 from pipeline.photo import load_photo
 from pipeline.photo_output import EXIF_SOFTWARE, save_output, working_rgb

@@ -78,7 +78,7 @@ def test_interrupted_run_exits_130_and_leaves_the_store_consistent(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(edit, "_compute", interrupted)
+    monkeypatch.setattr(edit.EditTask, "compute", interrupted)
     assert main(["-q", "run", str(spec), "--workdir", str(work)]) == 130
     assert "interrupted" in capsys.readouterr().err
     store = Store(work)

@@ -10,7 +10,7 @@ import pytest
 import scipy.ndimage
 from PIL import Image
 
-from pipeline.align.transform import AlignTransform, aligned_to_photo
+from pipeline.alignment.transform import AlignTransform, aligned_to_photo
 from pipeline.errors import PipelineError
 from pipeline.spec import load_spec
 from pipeline.spec.masks import resolve_mask

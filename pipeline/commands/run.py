@@ -59,18 +59,12 @@ def execute(spec, args: argparse.Namespace, workdir: Path, out: Path) -> int:
 
 
 def dry_run(spec, options: RunOptions, display) -> int:
-    from pipeline.plan import plan_photos
+    from pipeline.execute import CACHED
+    from pipeline.plan import JobGraph
     from pipeline.runner import make_context
-    from pipeline.stages.generator import generator_resolution
-    from pipeline.status import CACHED, photo_status
+    from pipeline.status import spec_status
 
-    ctx = make_context(spec, options, display)
-    statuses = []
-    for plan in plan_photos(spec, generator_resolution(ctx)):
-        for status in photo_status(ctx, plan):
-            if status.stage in options.force and status.state == CACHED:
-                status.state, status.why = "to be computed", "--force"
-            statuses.append(status)
+    statuses = spec_status(JobGraph.of(spec, make_context(spec, options, display)), options.force)
     _shared.print_status(statuses)
     todo = sum(status.state != CACHED for status in statuses)
     print(f"dry run: {todo} of {len(statuses)} stage results would be computed")

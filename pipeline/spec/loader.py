@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
-from pipeline.align.landmarks_io import load_landmarks_json
+from pipeline.alignment.landmarks_io import load_landmarks_json
 from pipeline.errors import PipelineError
 from pipeline.spec.errors import Problem, SpecError
 from pipeline.spec.models import Spec

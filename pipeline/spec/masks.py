@@ -25,7 +25,7 @@ import numpy as np
 import scipy.ndimage
 from PIL import Image, ImageOps
 
-from pipeline.align.transform import AlignTransform
+from pipeline.alignment.transform import AlignTransform
 from pipeline.errors import PipelineError
 from pipeline.spec.models import CircleMask, EditSpec, EllipseMask, PngMask, PolygonMask
 from pipeline.spec.points import as_landmarks, resolve_point

@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from pipeline.align.landmark_names import LANDMARK_NAMES, NUM_LANDMARKS, landmark_index
+from pipeline.alignment.landmark_names import LANDMARK_NAMES, NUM_LANDMARKS, landmark_index
 from pipeline.spec.sections import SpecModel, StrictFloat, did_you_mean
 from pipeline.spec.settings import (
     AlignSection,
@@ -102,7 +102,7 @@ class LandmarkPoint(SpecModel):
             raise spec_error(
                 f"unknown landmark name{hint}",
                 "a name such as nose_tip, mouth_left, chin, left_eye_outer, jaw_3 (see "
-                "pipeline/align/landmark_names.py; 'left' = left of the image) or 0-67",
+                "pipeline/alignment/landmark_names.py; 'left' = left of the image) or 0-67",
             ) from None
 
     @field_validator("offset")

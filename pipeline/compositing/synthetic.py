@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from pipeline.align.transform import AlignTransform
-from pipeline.composite.compose import FaceEdit
-from pipeline.composite.warp import warp_to_aligned
+from pipeline.alignment.transform import AlignTransform
+from pipeline.compositing.compose import FaceEdit
+from pipeline.compositing.warp import warp_to_aligned
 
 
 @dataclass(frozen=True)

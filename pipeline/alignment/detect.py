@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from inversion import face_models
-from pipeline.align.errors import FaceSelectionError
-from pipeline.align.ffhq import ffhq_quad
+from pipeline.alignment.errors import FaceSelectionError
+from pipeline.alignment.ffhq import ffhq_quad
 
 FACE_CHOICES = ("largest", "all")
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.align.transform import AlignTransform
-from pipeline.composite.blend_mask import blend_weight, change_map
-from pipeline.composite.config import CompositeConfig
-from pipeline.composite.seam import seam_ratio
-from pipeline.composite.transfer import transfer_payload
-from pipeline.composite.warp import (
+from pipeline.alignment.transform import AlignTransform
+from pipeline.compositing.blend_mask import blend_weight, change_map
+from pipeline.compositing.config import CompositeConfig
+from pipeline.compositing.seam import seam_ratio
+from pipeline.compositing.transfer import transfer_payload
+from pipeline.compositing.warp import (
     Box,
     sample_points,
     support_box,

@@ -26,8 +26,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-from pipeline.composite.flow import estimate_flow
-from pipeline.composite.warp import sample_points
+from pipeline.compositing.flow import estimate_flow
+from pipeline.compositing.warp import sample_points
 
 _GATE_GROW = 0.005  # the flow may reach this far (fraction of the side) beyond the change
 _FLOW_MARGIN = 0.1  # context around the weight's support for the flow (fraction of the side)

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipeline.align.detect import Face, detect_faces, face_from_landmarks, order_faces
-from pipeline.align.errors import LandmarksFileError, NoFaceError
-from pipeline.align.ffhq import DEFAULT_TRANSFORM_SIZE, align_image, ffhq_quad
-from pipeline.align.transform import AlignTransform
+from pipeline.alignment.detect import Face, detect_faces, face_from_landmarks, order_faces
+from pipeline.alignment.errors import LandmarksFileError, NoFaceError
+from pipeline.alignment.ffhq import DEFAULT_TRANSFORM_SIZE, align_image, ffhq_quad
+from pipeline.alignment.transform import AlignTransform
 from pipeline.errors import UsageError
 from pipeline.photo import Photo
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.align.detect import Face
-from pipeline.align.ffhq import ffhq_quad
-from pipeline.align.landmark_names import ANCHORS
+from pipeline.alignment.detect import Face
+from pipeline.alignment.ffhq import ffhq_quad
+from pipeline.alignment.landmark_names import ANCHORS
 
 # Anchors labelled by name on the previews (every point gets its index).
 LABELLED_ANCHORS = (

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from pipeline.composite.config import CompositeConfig
+from pipeline.compositing.config import CompositeConfig
 
 _BORDER_PX = 2  # aligned pixels kept free at the crop's edge (bilinear footprint + rounding)
 

@@ -5,9 +5,9 @@ Public API: ``CompositeConfig``, ``FaceEdit``, ``CompositeResult``, ``composite_
 ``pipeline.photo_output.save_output``.
 """
 
-from pipeline.composite.compose import CompositeResult, FaceEdit, composite_face, composite_faces
-from pipeline.composite.config import CompositeConfig, CompositeConfigError
-from pipeline.composite.seam import seam_ratio
+from pipeline.compositing.compose import CompositeResult, FaceEdit, composite_face, composite_faces
+from pipeline.compositing.config import CompositeConfig, CompositeConfigError
+from pipeline.compositing.seam import seam_ratio
 
 __all__ = [
     "CompositeConfig",

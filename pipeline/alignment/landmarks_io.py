@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.align.errors import LandmarksFileError
+from pipeline.alignment.errors import LandmarksFileError
 
 
 def load_landmarks_json(path: str | Path) -> list[np.ndarray]:

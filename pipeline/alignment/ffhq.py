@@ -21,8 +21,8 @@ import numpy as np
 import scipy.ndimage
 from PIL import Image
 
-from pipeline.align.errors import AlignGeometryError
-from pipeline.align.transform import AlignTransform
+from pipeline.alignment.errors import AlignGeometryError
+from pipeline.alignment.transform import AlignTransform
 
 DEFAULT_TRANSFORM_SIZE = 4096
 

@@ -1,7 +1,7 @@
 """Affine resampling between aligned and photo pixels, antialiased in both directions.
 
 The alignment quad is a parallelogram, so aligned <-> photo is an exact affine map
-(``pipeline.align.transform``); there is no perspective term to estimate. Each destination
+(``pipeline.alignment.transform``); there is no perspective term to estimate. Each destination
 pixel is the mean of ``k x k`` bilinear samples spread evenly over its footprint in the
 source, with ``k`` the ceiling of the largest source step per destination pixel: plain
 bilinear when the destination is the finer grid (the aligned face is smaller than the face
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.align.transform import AlignTransform
+from pipeline.alignment.transform import AlignTransform
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (end exclusive), photo pixels
 

@@ -5,18 +5,18 @@
 ``find_faces`` / ``align_face`` / ``AlignConfig`` wrap them for one photo.
 """
 
-from pipeline.align.detect import Face, detect_faces, face_from_landmarks, select_faces
-from pipeline.align.errors import (
+from pipeline.alignment.detect import Face, detect_faces, face_from_landmarks, select_faces
+from pipeline.alignment.errors import (
     AlignGeometryError,
     FaceSelectionError,
     LandmarksFileError,
     NoFaceError,
 )
-from pipeline.align.face import AlignConfig, align_face, face_warning, find_faces
-from pipeline.align.ffhq import align_image, ffhq_quad
-from pipeline.align.landmark_names import LANDMARK_NAMES, landmark_index, landmark_name
-from pipeline.align.landmarks_io import load_landmarks_json, parse_landmarks
-from pipeline.align.transform import AlignTransform, aligned_to_photo, photo_to_aligned
+from pipeline.alignment.face import AlignConfig, align_face, face_warning, find_faces
+from pipeline.alignment.ffhq import align_image, ffhq_quad
+from pipeline.alignment.landmark_names import LANDMARK_NAMES, landmark_index, landmark_name
+from pipeline.alignment.landmarks_io import load_landmarks_json, parse_landmarks
+from pipeline.alignment.transform import AlignTransform, aligned_to_photo, photo_to_aligned
 
 __all__ = [
     "LANDMARK_NAMES",

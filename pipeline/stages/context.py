@@ -1,0 +1,41 @@
+"""``StageContext``: what a job's compute function needs besides its task.
+
+The store, where messages go, the device, the generators and how often long loops save
+their state. ``StageContext.open`` builds one from plain values, so a process that only
+received a ``Job`` (a worker) can compute it against the same workdir.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline.progress import Display
+from pipeline.stages.generators import Generators
+from pipeline.store import Store
+
+
+@dataclass
+class StageContext:
+    """Shared by the jobs computed in one process."""
+
+    store: Store
+    display: Display
+    device: torch.device
+    generators: Generators
+    checkpoint_every: int = 25  # loop steps between checkpoints
+
+    @classmethod
+    def open(
+        cls,
+        workdir: Path,
+        generator: Path,
+        device: torch.device,
+        display: Display,
+        checkpoint_every: int = 25,
+    ) -> StageContext:
+        """A context on the store in ``workdir`` for the checkpoint ``generator``."""
+        store = Store(workdir, report=display.warn)
+        return cls(store, display, device, Generators(store, generator, device), checkpoint_every)
