@@ -11,7 +11,7 @@ slows both alike:
   images every step (the target's features recomputed), contiguous memory format, torch's
   default per-tensor Adam;
 - ``after``: ``inversion.project`` / ``inversion.tune``: target features computed once,
-  channels_last LPIPS, fused Adam (bit-identical updates), unfused modulated convolutions
+  channels_last LPIPS, fused Adam (the same updates up to rounding), unfused modulated convolutions
   in the projection (no weight-gradient convolutions; same maths).
 
 The implied PTI wall time is 450 projection steps + 350 tuning steps (PTI's defaults; the

@@ -83,7 +83,7 @@ def test_tuning_stops_early_at_the_lpips_threshold():
     assert states_equal(G.state_dict(), tuned.state_dict())
 
 
-def test_fused_adam_matches_the_default_update_bit_for_bit():
+def test_fused_adam_matches_the_default_update():
     from inversion.state import make_adam
 
     generator = torch.Generator().manual_seed(0)
@@ -99,5 +99,9 @@ def test_fused_adam_matches_the_default_update_bit_for_bit():
             optimizer.step()
         results.append(params)
     assert results[1][0] is not None and make_adam(results[1], lr=1).defaults["fused"]
-    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+    # Two kernels (fused and per-tensor): the same update up to rounding, never bit-equality
+    # (on AVX-512 machines the fused kernel rounds some elements differently, by 1 ulp).
+    # Four steps move each value by about 1e-3; the kernels agree to within 1e-6 of that.
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     assert not torch.equal(results[0][2], start[2])
