@@ -5,7 +5,10 @@ intact, else computes it with ``job.task.compute`` in a ``Pending`` directory (w
 its loop checkpoints across interrupted attempts) and publishes it; either way it records
 the job's key material under its slot (``Store.write_ref``), which is what ``judge`` diffs
 later to say why a result is stale. The job's upstream results (``job.needs``) must be in
-the store.
+the store. It computes holding the result's lease (``Store.job_lease``): another attempt at
+the same job (a cluster retry while the first attempt still runs) waits, then finds the
+published result. ``force`` discards the checkpoints an earlier run left, not those of an
+attempt of the same run (a retried job resumes).
 
 ``judge(store, job)`` says, without computing or writing anything, whether the job's result
 is cached, to be computed (and why: never computed, result missing) or stale (and what
@@ -15,6 +18,7 @@ changed, e.g. "drag parameters changed (lr: 0.001 -> 0.002)").
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.jobs import Job
@@ -69,14 +73,35 @@ def run_job(ctx: StageContext, job: Job, force: bool = False) -> Outcome:
     if found is not None:
         outcome = Outcome(job, found, computed=False, seconds=0.0)
     else:
-        pending = store.begin(job.material)
-        if force:  # recompute from scratch: drop any checkpoints of an earlier attempt
-            pending.discard()
-            pending = store.begin(job.material)
-        start = time.perf_counter()
-        metrics, info = job.task.compute(ctx, pending, job.label)
-        seconds = time.perf_counter() - start
-        result = pending.commit(metrics=metrics, timings={"seconds": round(seconds, 3)}, info=info)
-        outcome = Outcome(job, result, computed=True, seconds=seconds)
+        lease = store.job_lease(job.ref, run=ctx.run)
+        lease.acquire(
+            on_wait=lambda holder: ctx.display.info(
+                f"{job.label} {job.stage}: waiting for {holder}, which is computing it"
+            )
+        )
+        try:
+            found = None if force else store.lookup(job.material)  # published meanwhile
+            if found is not None:
+                outcome = Outcome(job, found, computed=False, seconds=0.0)
+            else:
+                earlier = lease.taken_over
+                retry = earlier is not None and ctx.run is not None and earlier.run == ctx.run
+                outcome = _compute(ctx, job, lease.check, fresh=force and not retry)
+        finally:
+            lease.release()
     store.write_ref(job.photo, job.slot, job.material)
     return outcome
+
+
+def _compute(ctx: StageContext, job: Job, guard: Callable[[], None], fresh: bool) -> Outcome:
+    """Compute ``job`` into its pending directory and publish it (``fresh``: drop the
+    checkpoints found there first)."""
+    pending = ctx.store.begin(job.material, guard)
+    if fresh:
+        pending.discard()
+        pending = ctx.store.begin(job.material, guard)
+    start = time.perf_counter()
+    metrics, info = job.task.compute(ctx, pending, job.label)
+    seconds = time.perf_counter() - start
+    result = pending.commit(metrics=metrics, timings={"seconds": round(seconds, 3)}, info=info)
+    return Outcome(job, result, computed=True, seconds=seconds)

@@ -16,8 +16,11 @@ With ``face: all`` the per-face files get ``_face<i>`` after the edit name.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,7 +39,7 @@ from pipeline.stages import composite as composite_stage
 from pipeline.stages.composite import CompositeTask
 from pipeline.stages.context import StageContext
 from pipeline.stages.edit import BEFORE, EDITED, TRAJECTORY
-from pipeline.store import Result, RunLock
+from pipeline.store import Result, RunLock, Store
 from pipeline.store.keys import sha256_file
 
 
@@ -52,6 +55,19 @@ class RunOptions:
     device: str = "auto"
     checkpoint_every: int = 25
     lock_timeout: float | None = None  # None: wait for another run as long as it takes
+
+    def wants(self, stage: str) -> bool:
+        """Whether the run goes as far as ``stage`` (``--only`` stops after a stage)."""
+        return self.only is None or STAGES.index(stage) <= STAGES.index(self.only)
+
+    def forces(self, job: Job) -> bool:
+        """Whether ``job`` is recomputed even when cached (``--force``)."""
+        return job.stage in self.force
+
+    @property
+    def writes_outputs(self) -> bool:
+        """Whether the run goes past the inversion (then each photo's outputs are listed)."""
+        return self.wants("edit")
 
 
 @dataclass
@@ -71,6 +87,8 @@ class RunReport:
     rows: list[Row] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # photo id -> error message
     outputs: dict[str, list[Path]] = field(default_factory=dict)  # photo id -> files
+    # (photo id, slot) -> where and when a cluster worker ran the job (cluster runs only)
+    placements: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     @property
     def computed(self) -> int:
@@ -110,52 +128,105 @@ def forced_stages(force: str | None) -> frozenset[str]:
     return frozenset(STAGES[STAGES.index(force) :])
 
 
-def make_context(spec: Spec, options: RunOptions, display: Display) -> StageContext:
+def make_context(
+    spec: Spec,
+    options: RunOptions,
+    display: Display,
+    run: str | None = None,
+    device: torch.device | None = None,
+) -> StageContext:
+    """The stage context of a run (``run``: its lock token; ``device``: instead of
+    ``options.device``, e.g. the CPU for a cluster driver that computes nothing)."""
     return StageContext.open(
         options.workdir,
         Path(spec.generator),
-        resolve_device(options.device),
+        device if device is not None else resolve_device(options.device),
         display,
         options.checkpoint_every,
+        run,
     )
 
 
-def run_spec(spec: Spec, options: RunOptions, display: Display) -> RunReport:
-    """Run every photo of ``spec``; returns the report (the caller prints it)."""
+@contextmanager
+def locked_run(
+    spec: Spec, options: RunOptions, display: Display, device: torch.device | None = None
+) -> Iterator[tuple[RunLock, StageContext, JobGraph]]:
+    """The workdir locked for this run, its stage context and job graph, with the LPIPS
+    weights the inversions need checked: what every executor starts with."""
     options.workdir.mkdir(parents=True, exist_ok=True)
-    report = RunReport()
     lock = RunLock(
         options.workdir,
         timeout=options.lock_timeout,
         on_wait=lambda holder: display.info(f"waiting for the workdir lock held by {holder}"),
     )
     with lock:
-        ctx = make_context(spec, options, display)
+        ctx = make_context(spec, options, display, lock.token, device)
         graph = JobGraph.of(spec, ctx)
         check_perceptual_weights(graph.photos)
+        yield lock, ctx, graph
+
+
+def run_spec(spec: Spec, options: RunOptions, display: Display) -> RunReport:
+    """Run every photo of ``spec``; returns the report (the caller prints it)."""
+    report = RunReport()
+    with locked_run(spec, options, display) as (lock, ctx, graph):
         for plan in graph.photos:
             try:
                 _run_photo(ctx, graph, plan, options, report)
             except Exception as exc:
-                known = isinstance(exc, (PipelineError, DragganError, InversionError))
-                if not options.keep_going and (not known or isinstance(exc, UsageError)):
-                    raise  # a bug (or bad usage) ends the run: the CLI reports it
-                message = str(exc) if known else f"internal error: {type(exc).__name__}: {exc}"
-                report.failures[plan.photo_id] = message
-                report.rows.append(Row(plan.photo_id, "-", "", "failed", metrics=message))
-                display.warn(f"photo {plan.photo_id} failed: {message}")
-                if not options.keep_going:
+                if photo_failed(report, display, plan.photo_id, exc, options.keep_going):
                     break
+            lock.check()
     return report
 
 
-def _run(ctx: StageContext, job: Job, options: RunOptions) -> Outcome:
+def photo_failed(
+    report: RunReport, display: Display, photo_id: str, exc: Exception, keep_going: bool
+) -> bool:
+    """Record that photo ``photo_id`` failed with ``exc``; True when the run must stop.
+
+    Without ``keep_going`` a bug (or bad usage) is raised again: it ends the run and the CLI
+    reports it; a photo's own error (bad photo, no face, ...) is recorded and stops the run.
+    With ``keep_going`` every error is recorded and the other photos go on."""
+    known = isinstance(exc, (PipelineError, DragganError, InversionError))
+    if not keep_going and (not known or isinstance(exc, UsageError)):
+        raise exc
+    message = str(exc) if known else f"internal error: {type(exc).__name__}: {exc}"
+    report.failures[photo_id] = message
+    report.rows.append(Row(photo_id, "-", "", "failed", metrics=message))
+    display.warn(f"photo {photo_id} failed: {message}")
+    return not keep_going
+
+
+def run_announced(ctx: StageContext, job: Job, forced: bool) -> Outcome:
     """``run_job``, saying first why the job will be computed (as ``status`` does)."""
-    forced = job.stage in options.force
     status = judge(ctx.store, job, forced)
     if status.state != CACHED:
         ctx.display.info(f"{job.label} {job.stage}: computing ({status.why})")
     return run_job(ctx, job, force=forced)
+
+
+def note_align(display: Display, outcome: Outcome) -> tuple[list[align_stage.FaceRecord], Row]:
+    """The faces of an alignment's outcome and its summary row (its warnings are shown)."""
+    for note in outcome.result.info.get("warnings", []):
+        display.warn(f"photo {outcome.job.photo}: {note}")
+    faces = align_stage.faces(outcome.result)
+    return faces, _row(outcome, f"{len(faces)} face(s)")
+
+
+def note_job(
+    store: Store, options: RunOptions, outcome: Outcome, faces: list[align_stage.FaceRecord]
+) -> tuple[Row, list[Path]]:
+    """The summary row of a job after the alignment and, for a composite, the files a user
+    sees, copied from the store into ``<out>/<photo id>/``."""
+    job = outcome.job
+    row = _row(outcome, job.what, _metrics(outcome.result))
+    if not isinstance(job.task, CompositeTask):
+        return row, []
+    task = job.task
+    edits = [(faces[k], store.result(ref)) for k, ref in zip(task.faces, task.edits, strict=True)]
+    folder = options.out / job.photo
+    return row, _materialise(folder, task.edit, outcome.result, edits, len(faces))
 
 
 def _row(outcome: Outcome, what: str, metrics: str = "") -> Row:
@@ -167,29 +238,18 @@ def _row(outcome: Outcome, what: str, metrics: str = "") -> Row:
 def _run_photo(
     ctx: StageContext, graph: JobGraph, plan: PhotoPlan, options: RunOptions, report: RunReport
 ) -> None:
-    pid = plan.photo_id
-    align = _run(ctx, graph.align_job(plan), options)
-    for note in align.result.info.get("warnings", []):
-        ctx.display.warn(f"photo {pid}: {note}")
-    faces = align_stage.faces(align.result)
-    report.rows.append(_row(align, f"{len(faces)} face(s)"))
-    last = STAGES.index(options.only) if options.only else len(STAGES) - 1
+    faces, row = note_align(ctx.display, run_announced(ctx, graph.align_job(plan), False))
+    report.rows.append(row)
     outputs: list[Path] = []
     for job in graph.face_jobs(plan, faces):
-        if STAGES.index(job.stage) > last:
-            continue
-        outcome = _run(ctx, job, options)
-        report.rows.append(_row(outcome, job.what, _metrics(outcome.result)))
-        if isinstance(job.task, CompositeTask):
-            task = job.task
-            edits = [
-                (faces[k], ctx.store.result(ref))
-                for k, ref in zip(task.faces, task.edits, strict=True)
-            ]
-            folder = options.out / pid
-            outputs += _materialise(folder, task.edit, outcome.result, edits, len(faces))
-    if last > STAGES.index("invert"):
-        report.outputs[pid] = outputs
+        if options.wants(job.stage):
+            row, files = note_job(
+                ctx.store, options, run_announced(ctx, job, options.forces(job)), faces
+            )
+            report.rows.append(row)
+            outputs += files
+    if options.writes_outputs:
+        report.outputs[plan.photo_id] = outputs
 
 
 def _metrics(result: Result) -> str:

@@ -1,8 +1,10 @@
 """``StageContext``: what a job's compute function needs besides its task.
 
-The store, where messages go, the device, the generators and how often long loops save
-their state. ``StageContext.open`` builds one from plain values, so a process that only
-received a ``Job`` (a worker) can compute it against the same workdir.
+The store, where messages go, the device, the generators, how often long loops save
+their state and which run the work is for (the run lock's token: a job's lease names it, so
+a retried job knows whether the checkpoints it finds are its own run's). ``StageContext.open``
+builds one from plain values, so a process that only received a ``Job`` (a worker) can
+compute it against the same workdir.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class StageContext:
     device: torch.device
     generators: Generators
     checkpoint_every: int = 25  # loop steps between checkpoints
+    run: str | None = None  # the run's id (its workdir lock token)
 
     @classmethod
     def open(
@@ -35,7 +38,9 @@ class StageContext:
         device: torch.device,
         display: Display,
         checkpoint_every: int = 25,
+        run: str | None = None,
     ) -> StageContext:
         """A context on the store in ``workdir`` for the checkpoint ``generator``."""
         store = Store(workdir, report=display.warn)
-        return cls(store, display, device, Generators(store, generator, device), checkpoint_every)
+        generators = Generators(store, generator, device)
+        return cls(store, display, device, generators, checkpoint_every, run)

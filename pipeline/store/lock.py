@@ -1,28 +1,34 @@
-"""The workdir run lock: one writer at a time, never blocked by a dead process.
+"""The workdir run lock: one run at a time per workdir, also across machines.
 
-``fcntl.flock`` on ``<workdir>/lock``: the kernel drops the lock when the holding process
-exits or is killed, so a lock left behind by a crashed or SIGKILLed run never blocks the
-next one (the file stays, the lock does not). The holder writes its pid, host and start
-time into the file so a waiting run can say who it is waiting for.
+A ``Lease`` (``pipeline.store.lease``) on ``<workdir>/lock``: created with ``O_EXCL``,
+renewed while the run lasts, never ``fcntl`` (unreliable on network filesystems, where a
+workdir shared by a Ray cluster lives). A holder killed on this machine is taken over at
+once (its pid is gone); a holder on another machine once its lease has not been renewed for
+``ttl`` seconds. Every run (local or on a cluster), ``clean`` and the cluster's workers use
+it, so two drivers on one workdir take turns (or the second fails at once with
+``--no-wait``). The lease's token names the run: a cluster worker checks that the workdir it
+sees is locked by the run that sent it the job (same shared storage, same run).
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
-import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.errors import PipelineError
+from pipeline.store.lease import LEASE_TTL, Holder, Lease, LeaseBusy, LeaseLost, read_holder
 
 LOCK_NAME = "lock"
 
+__all__ = ["LOCK_NAME", "LeaseLost", "LockBusy", "RunLock", "run_holder"]
 
-class LockBusy(PipelineError):
+
+class LockBusy(LeaseBusy):
     """Another run holds the workdir lock (exit code 1)."""
+
+
+def run_holder(root: Path) -> Holder | None:
+    """Who holds the run lock of workdir ``root`` (None: nobody, or unreadable)."""
+    return read_holder(Path(root) / LOCK_NAME)
 
 
 class RunLock:
@@ -30,6 +36,7 @@ class RunLock:
 
     ``timeout``: None waits as long as it takes, 0 fails at once, otherwise seconds.
     ``on_wait(holder)`` is called once when the lock is busy, with the holder's description.
+    ``token`` identifies the run while the lock is held.
     """
 
     def __init__(
@@ -38,62 +45,34 @@ class RunLock:
         timeout: float | None = None,
         on_wait: Callable[[str], None] | None = None,
         poll: float = 0.2,
+        ttl: float = LEASE_TTL,
     ):
         self.path = Path(root) / LOCK_NAME
         self.timeout = timeout
         self.on_wait = on_wait
-        self.poll = poll
-        self._fd: int | None = None
+        self.lease = Lease(self.path, ttl=ttl, what=f"workdir {self.path.parent}", poll=poll)
+
+    @property
+    def token(self) -> str:
+        return self.lease.token
 
     def holder(self) -> str:
         """Who holds the lock, in words (from the file's contents)."""
-        try:
-            info = json.loads(self.path.read_text() or "{}")
-            return (
-                f"pid {info['pid']} on {info['host']} "
-                f"(since {time.strftime('%H:%M:%S', time.localtime(info['since']))})"
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            return "another process"
+        return self.lease.describe_holder()
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        start = time.monotonic()
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                waited = time.monotonic() - start
-                if self.timeout is not None and waited >= self.timeout:
-                    os.close(fd)
-                    raise LockBusy(
-                        f"workdir {self.path.parent} is in use by {self.holder()}; "
-                        "wait for that run to finish or use another --workdir"
-                    ) from None
-                if not told and self.on_wait is not None:
-                    self.on_wait(self.holder())
-                    told = True
-                time.sleep(self.poll)
-            except BaseException:
-                os.close(fd)
-                raise
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        self._fd = fd
+        try:
+            self.lease.acquire(self.timeout, self.on_wait)
+        except LeaseBusy as exc:
+            raise LockBusy(f"{exc}; wait for that run to finish or use another --workdir") from None
+
+    def check(self) -> None:
+        """``LeaseLost`` when another run took the lock over (this one stalled too long)."""
+        self.lease.check()
 
     def release(self) -> None:
-        if self._fd is None:
-            return
-        try:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            os.close(self._fd)
-            self._fd = None
+        self.lease.release()
 
     def __enter__(self) -> RunLock:
         self.acquire()

@@ -8,6 +8,7 @@ Layout under the workdir::
     generators/<digest>.json      facts about a generator checkpoint (its resolution, ...)
     digests.json                  file digests cached by path, size and mtime
     lock                          the run lock (``pipeline.store.lock``)
+    leases/<stage>-<key>          the lease of the process computing that result
 
 Only this module knows these names: everything else asks ``Store`` (results by stage and
 key, partial results, refs, generator facts, file digests). Every file is written through
@@ -19,10 +20,17 @@ writes ``manifest.json`` LAST (inputs, parameters, every file's SHA-256 and size
 timings), drops the checkpoints and renames the directory into ``results/`` in one
 ``os.rename``. Reading verifies the manifest and every file's digest: a damaged or
 half-written result is reported, removed and recomputed, never used.
+
+Whoever computes into ``partial/<stage>-<key>/`` holds that result's lease
+(``job_lease``, a ``pipeline.store.lease.Lease``): on a cluster, Ray may start a job again
+on another machine while the first attempt is still alive (a lost node), and two attempts
+must never write one partial directory. A ``Pending`` given the lease's ``check`` calls it
+before every checkpoint and before publishing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -39,16 +47,18 @@ from safetensors.torch import load_file, save_file
 from draggan.atomic_write import atomic_write, fsync_path, write_bytes_atomic
 from pipeline.errors import PipelineError
 from pipeline.store.keys import DigestCache, KeyMaterial, canonical, sha256_file
+from pipeline.store.lease import Lease
 
 MANIFEST = "manifest.json"
 CHECKPOINTS = "checkpoints"
 MANIFEST_FORMAT = "dragpipe-result-1"
-RESULTS, PARTIAL, REFS, GENERATORS, DIGESTS = (
+RESULTS, PARTIAL, REFS, GENERATORS, DIGESTS, LEASES = (
     "results",
     "partial",
     "refs",
     "generators",
     "digests.json",
+    "leases",
 )
 
 Reporter = Callable[[str], None]
@@ -121,10 +131,13 @@ class Result:
 class Pending:
     """A result being computed, in ``partial/<stage>-<key>/``; ``commit`` publishes it."""
 
-    def __init__(self, store: Store, material: KeyMaterial):
+    def __init__(
+        self, store: Store, material: KeyMaterial, guard: Callable[[], None] | None = None
+    ):
         self.store = store
         self.material = material
         self.key = material.key
+        self.guard = guard or (lambda: None)  # raises when this process may no longer write
         self.path = store.partial_dir(material.stage, self.key)
         self.path.mkdir(parents=True, exist_ok=True)
         self._checkpoints = self.path / CHECKPOINTS
@@ -145,6 +158,7 @@ class Pending:
     # Loop checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, name: str, tensors: dict[str, torch.Tensor], meta: Any) -> None:
         """Save a loop's state (tensors + JSON-able meta) atomically as ``checkpoints/<name>``."""
+        self.guard()
         self._checkpoints.mkdir(exist_ok=True)
         data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         with atomic_write(self._checkpoints / f"{name}.safetensors") as tmp:
@@ -197,6 +211,7 @@ class Pending:
             "info": canonical(info or {}),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        self.guard()
         write_json_atomic(self.path / MANIFEST, manifest)
         shutil.rmtree(self._checkpoints, ignore_errors=True)
         for leftover in self.path.glob(".*"):
@@ -220,7 +235,8 @@ class Store:
     """A workdir of stage results. Not thread-safe; hold ``RunLock`` while writing.
 
     Results: ``exists`` (cheap), ``lookup(material)`` / ``result(ref)`` (verified),
-    ``begin(material)`` -> ``Pending`` -> ``commit``; ``all_results``, ``partials``,
+    ``begin(material)`` -> ``Pending`` -> ``commit`` (under ``job_lease(ref)``),
+    ``wait_visible``; ``all_results``, ``partials``,
     ``remove``, ``remove_partial``, ``size_of``. Refs (what each slot of a photo last
     resolved to, for ``status``): ``write_ref``, ``read_ref``, ``ref_slots``, ``drop_refs``.
     Generator facts: ``generator_info``, ``remember_generator``. User files:
@@ -339,9 +355,33 @@ class Store:
                 raise DamagedResult(f"stored file {file} is damaged (digest mismatch)")
         return Result(path, manifest)
 
-    def begin(self, material: KeyMaterial) -> Pending:
-        """Start (or resume, keeping its checkpoints) computing the result for ``material``."""
-        return Pending(self, material)
+    def begin(self, material: KeyMaterial, guard: Callable[[], None] | None = None) -> Pending:
+        """Start (or resume, keeping its checkpoints) computing the result for ``material``;
+        ``guard`` (the job lease's ``check``) runs before each checkpoint and the commit."""
+        return Pending(self, material, guard)
+
+    def job_lease(self, ref: Ref, run: str | None = None) -> Lease:
+        """The lease (not yet acquired) that whoever computes ``ref`` holds meanwhile."""
+        return Lease(
+            self.root / LEASES / f"{ref.stage}-{ref.key}",
+            run=run,
+            what=f"the computation of {ref.stage} result {ref.key}",
+        )
+
+    def wait_visible(self, ref: Ref, timeout: float = 30.0) -> bool:
+        """Wait until result ``ref``, published by another machine, is visible here.
+
+        Network filesystems may answer from a cached directory listing for a while (NFS
+        caches "no such file" for up to ``acdirmax``); listing the folder again refreshes
+        it. True once ``exists``; False after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self.exists(ref.stage, ref.key):
+            if time.monotonic() >= deadline:
+                return False
+            with contextlib.suppress(OSError):
+                os.listdir(self.root / RESULTS / ref.stage)
+            time.sleep(0.2)
+        return True
 
     def remove(self, stage: str, key: str) -> bool:
         """Delete a complete result; False when there was none."""
