@@ -10,6 +10,9 @@ the same job (a cluster retry while the first attempt still runs) waits, then fi
 published result. ``force`` discards the checkpoints an earlier run left, not those of an
 attempt of the same run (a retried job resumes).
 
+``stored(store, job)`` is the first half alone: the stored result or None (a cluster driver
+serves cached jobs with it, without sending them to a worker).
+
 ``judge(store, job)`` says, without computing or writing anything, whether the job's result
 is cached, to be computed (and why: never computed, result missing) or stale (and what
 changed, e.g. "drag parameters changed (lr: 0.001 -> 0.002)").
@@ -66,30 +69,36 @@ class Outcome:
         return self.result.key
 
 
+def stored(store: Store, job: Job) -> Outcome | None:
+    """``job``'s verified stored result as an outcome (recording its slot's ref), or None."""
+    found = store.lookup(job.material)
+    if found is None:
+        return None
+    store.write_ref(job.photo, job.slot, job.material)
+    return Outcome(job, found, computed=False, seconds=0.0)
+
+
 def run_job(ctx: StageContext, job: Job, force: bool = False) -> Outcome:
     """The stored result of ``job``, computing it on a miss (or always with ``force``)."""
     store = ctx.store
-    found = None if force else store.lookup(job.material)
-    if found is not None:
-        outcome = Outcome(job, found, computed=False, seconds=0.0)
-    else:
-        lease = store.job_lease(job.ref, run=ctx.run)
-        lease.acquire(
-            on_wait=lambda holder: ctx.display.info(
-                f"{job.label} {job.stage}: waiting for {holder}, which is computing it"
-            )
+    outcome = None if force else stored(store, job)
+    if outcome is not None:
+        return outcome
+    lease = store.job_lease(job.ref, run=ctx.run)
+    lease.acquire(
+        on_wait=lambda holder: ctx.display.info(
+            f"{job.label} {job.stage}: waiting for {holder}, which is computing it"
         )
-        try:
-            found = None if force else store.lookup(job.material)  # published meanwhile
-            if found is not None:
-                outcome = Outcome(job, found, computed=False, seconds=0.0)
-            else:
-                earlier = lease.taken_over
-                retry = earlier is not None and ctx.run is not None and earlier.run == ctx.run
-                outcome = _compute(ctx, job, lease.check, fresh=force and not retry)
-        finally:
-            lease.release()
-    store.write_ref(job.photo, job.slot, job.material)
+    )
+    try:
+        outcome = None if force else stored(store, job)  # published while we waited
+        if outcome is None:
+            earlier = lease.taken_over
+            retry = earlier is not None and ctx.run is not None and earlier.run == ctx.run
+            outcome = _compute(ctx, job, lease.check, fresh=force and not retry)
+            store.write_ref(job.photo, job.slot, job.material)
+    finally:
+        lease.release()
     return outcome
 
 

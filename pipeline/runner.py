@@ -11,6 +11,11 @@ files a user sees are copied from the store into ``<out>/<photo id>/``:
 - ``<edit>_trajectory.gif``: the drag as an animation.
 
 With ``face: all`` the per-face files get ``_face<i>`` after the edit name.
+
+The pieces any executor needs are public and shared with the Ray executor
+(``pipeline.cluster``): ``locked_run`` (lock, context, graph, LPIPS check),
+``run_announced`` (a job with its reason), ``note_align`` / ``note_job`` (summary rows and
+outputs) and ``photo_failed`` (what a photo's error does to the run).
 """
 
 from __future__ import annotations

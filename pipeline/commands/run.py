@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from pipeline.commands import _shared
 
 if TYPE_CHECKING:
+    from pipeline.cluster import ClusterOptions
     from pipeline.runner import RunOptions
 
 NAME = "run"
@@ -18,6 +19,59 @@ HELP = "run a spec: align, invert, edit and composite every photo (cached, resum
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _shared.add_spec_argument(parser)
     _shared.add_run_arguments(parser)
+    cluster = parser.add_argument_group("running on a Ray cluster (needs the 'ray' extra)")
+    cluster.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: one job after the other in this process (default); ray: the jobs as Ray "
+        "tasks on a cluster whose nodes all mount --workdir and the spec's files",
+    )
+    cluster.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="the Ray cluster: auto (the one 'ray start' runs here) or HOST:PORT (its head "
+        "node); default: $RAY_ADDRESS, else a new local cluster",
+    )
+    cluster.add_argument(
+        "--gpus-per-job",
+        type=float,
+        metavar="G",
+        help="GPUs each inversion and drag job reserves (default 0: run on CPUs)",
+    )
+    cluster.add_argument(
+        "--cpus-per-job",
+        type=float,
+        metavar="C",
+        help="CPUs each job reserves, also its torch threads (default 1)",
+    )
+
+
+def cluster_of(args: argparse.Namespace) -> ClusterOptions | None:
+    """The cluster options of ``--executor ray`` (None for the local executor); a usage
+    error when ray is not installed or a cluster flag comes without ``--executor ray``."""
+    from pipeline.errors import UsageError
+
+    flags = {
+        "--address": getattr(args, "address", None),
+        "--gpus-per-job": getattr(args, "gpus_per_job", None),
+        "--cpus-per-job": getattr(args, "cpus_per_job", None),
+    }
+    if getattr(args, "executor", "local") != "ray":
+        given = [flag for flag, value in flags.items() if value is not None]
+        if given:
+            raise UsageError(f"{given[0]} is an option of --executor ray")
+        return None
+    from pipeline.cluster import ClusterOptions, require_ray
+
+    gpus, cpus = flags["--gpus-per-job"], flags["--cpus-per-job"]
+    cluster = ClusterOptions(
+        address=flags["--address"],
+        gpus_per_job=0.0 if gpus is None else gpus,
+        cpus_per_job=1.0 if cpus is None else cpus,
+    )
+    require_ray()
+    return cluster
 
 
 def options_of(args: argparse.Namespace, workdir: Path, out: Path) -> RunOptions:
@@ -38,8 +92,15 @@ def options_of(args: argparse.Namespace, workdir: Path, out: Path) -> RunOptions
     )
 
 
-def execute(spec, args: argparse.Namespace, workdir: Path, out: Path) -> int:
-    """Run (or with --dry-run, only plan) ``spec``; prints the summary; returns the exit code."""
+def execute(
+    spec,
+    args: argparse.Namespace,
+    workdir: Path,
+    out: Path,
+    cluster: ClusterOptions | None = None,
+) -> int:
+    """Run (or with --dry-run, only plan) ``spec``, on a Ray cluster when ``cluster`` is
+    given; prints the summary; returns the exit code."""
     from pipeline.runner import run_spec
 
     display = _shared.display_of(args)
@@ -47,7 +108,12 @@ def execute(spec, args: argparse.Namespace, workdir: Path, out: Path) -> int:
     if args.dry_run:
         return dry_run(spec, options, display)
     with display:
-        report = run_spec(spec, options, display)
+        if cluster is None:
+            report = run_spec(spec, options, display)
+        else:
+            from pipeline.cluster.driver import run_spec_on_ray
+
+            report = run_spec_on_ray(spec, options, cluster, display)
     if display.verbosity >= 0:
         _shared.print_summary(report)
     files = [path for paths in report.outputs.values() for path in paths]
@@ -72,7 +138,8 @@ def dry_run(spec, options: RunOptions, display) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    cluster = cluster_of(args)  # before anything else: says at once when ray is missing
     spec = _shared.load(args.spec)
     workdir = _shared.workdir_of(args, args.spec)
     out = _shared.out_of(args, args.spec)
-    return execute(spec, args, workdir, out)
+    return execute(spec, args, workdir, out, cluster)

@@ -12,6 +12,8 @@ generator file's digest. Result files:
 
 Both loops save their complete state in the pending directory every
 ``checkpoint_every`` steps; a killed run resumes from there and ends with the same result.
+The result's info records what an interrupted attempt left: ``resumed`` (loops finished
+before, e.g. ``["projection"]``) and ``resumed_at`` (loop -> the step it resumed at).
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ class InvertTask:
         every = max(1, ctx.checkpoint_every)
 
         ws_file = pending.file(WS)
-        resumed = []
+        resumed = []  # loops whose result an interrupted attempt left
+        resumed_at: dict[str, int] = {}  # loop -> the step it resumed at
         if ws_file.is_file():  # projection finished in an earlier, interrupted attempt
             from safetensors.torch import load_file
 
@@ -98,6 +101,7 @@ class InvertTask:
             resume = ProjectState.from_tensors(*saved) if saved else None
             if resume is not None:
                 ctx.display.info(f"{label} projection: resuming at step {resume.step}")
+                resumed_at["project"] = resume.step
             with ctx.display.stage(f"{label} project", project_config.num_steps) as bar:
                 callback = _checkpointing(pending, "project", every, bar, project_config.num_steps)
                 ws = project(G, target, project_config, callback=callback, resume=resume)
@@ -109,6 +113,7 @@ class InvertTask:
         resume = TuneState.from_tensors(*saved) if saved else None
         if resume is not None:
             ctx.display.info(f"{label} tuning: resuming at step {resume.step}")
+            resumed_at["tune"] = resume.step
         with ctx.display.stage(f"{label} tune", tune_config.max_steps) as bar:
             callback = _checkpointing(pending, "tune", every, bar, tune_config.max_steps)
             tuned = tune(G, ws, target, tune_config, callback=callback, resume=resume)
@@ -130,4 +135,4 @@ class InvertTask:
         )
         metrics = report.to_dict()
         pending.drop_checkpoint("tune")
-        return metrics, {"resumed": resumed, "delta": counts}
+        return metrics, {"resumed": resumed, "resumed_at": resumed_at, "delta": counts}
