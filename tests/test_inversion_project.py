@@ -65,6 +65,16 @@ def test_resume_refuses_a_state_of_another_run():
         inversion.TuneState.from_tensors(saved["tensors"], saved["meta"])
 
 
+def test_state_works_only_during_its_callback():
+    G = tiny_generator(16)
+    _, target = render(G, z_seed=1)
+    offered = []
+    inversion.project(G, target, ProjectConfig(num_steps=2, **FAST), callback=offered.append)
+    assert [p.phase for p in offered] == ["project", "project"]
+    with pytest.raises(InversionError, match="only be called during the callback"):
+        offered[0].state()
+
+
 def test_projection_leaves_the_generator_unchanged():
     G = tiny_generator(16)
     _, target = render(G, z_seed=2)
