@@ -7,6 +7,7 @@ from draggan.config import GeneratorConfig
 from draggan.dragging import (
     DragConfig,
     DragInputError,
+    DragProgress,
     DragResult,
     DragResumeError,
     DragState,
@@ -22,6 +23,7 @@ from draggan.version import __version__
 __all__ = [
     "DragConfig",
     "DragInputError",
+    "DragProgress",
     "DragResult",
     "DragResumeError",
     "DragState",

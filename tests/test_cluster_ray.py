@@ -29,7 +29,7 @@ import pytest
 import torch
 from cluster_hooks import PAUSE_ENV
 from PIL import Image, ImageOps
-from pipeline_fixtures import PHOTO, REPO, computed, digests
+from pipeline_fixtures import computed, digests
 
 from pipeline.cli import main
 from pipeline.progress import Display
@@ -49,6 +49,8 @@ pytestmark = pytest.mark.skipif(
     "pip install -e '.[test]' (the test extra includes ray)",
 )
 
+REPO = Path(__file__).resolve().parent.parent
+PHOTO = REPO / "examples" / "photos" / "grace_hopper.jpg"
 GENERATOR = REPO / "examples" / "demo" / "generator.safetensors"
 TUNE_STEPS = 12
 PAUSE_STEP = 4

@@ -6,8 +6,9 @@ those features (no gradient), the stop checks, then motion supervision (+ the fi
 loss) and one Adam step on the first ``layers`` ws. The last step ends without an update,
 so the final ws, handles and image always belong together.
 
-``resume=`` continues from a ``DragState`` that a callback took with ``state()``: the loop
-restarts at that state's step and returns exactly what the uninterrupted drag returns.
+``resume=`` continues from a ``DragState`` that a callback took with ``progress.state()``:
+the loop restarts at that state's step and returns exactly what the uninterrupted drag
+returns.
 """
 
 from __future__ import annotations
@@ -20,23 +21,16 @@ from typing import Any
 import torch
 
 from draggan.dragging.config import DragConfig, DragParams
-from draggan.dragging.errors import DragInputError
+from draggan.dragging.errors import DragInputError, DragResumeError
 from draggan.dragging.fast import FastMode
 from draggan.dragging.inputs import DragInputs, check_inputs
 from draggan.dragging.official import OfficialMode
-from draggan.dragging.result import DragResult, DragStep
-from draggan.dragging.resume import (
-    RunDigests,
-    accepts_state,
-    adam_tensors,
-    call_with_state,
-    load_adam,
-)
-from draggan.dragging.state import DragState
+from draggan.dragging.result import DragProgress, DragResult, DragStep
+from draggan.dragging.state import DragState, RunDigests
+from draggan.loop_state import adam_tensors, load_adam, offered
 
-# callback(record, image) -> True to stop; image [1, C, R, R] when this step rendered one.
-# A callback with a ``state`` keyword also gets ``state=``: a callable -> DragState.
-DragCallback = Callable[..., Any]
+# callback(progress) -> True to stop (see DragProgress and draggan.loop_state).
+DragCallback = Callable[[DragProgress], Any]
 
 # Both modes run NVIDIA's fused (grouped-convolution) modulated conv: what the official
 # renderer runs for stylegan2-ada-pytorch checkpoints, and the faster path on CPU here.
@@ -127,13 +121,14 @@ def drag(
     """Drag ``handles`` to ``targets`` on the image of ``ws``; see ``DragConfig``.
 
     Raises ``DragInputError`` (a ``DragganError``) for bad input before any work. The
-    generator's weights are not changed and get no gradients. ``callback(record, image)``
-    is called after every step's tracking (``image``: the [1, C, R, R] render when the step
-    made one, else None); returning True ends the drag (``stop_reason='callback'``), raising
-    ends it with that exception. A callback that takes a ``state`` keyword is called as
-    ``callback(record, image, state=state)``: ``state()``, during the call, returns the
+    generator's weights are not changed and get no gradients. ``callback(progress)`` is
+    called after every step's tracking with a ``DragProgress``: ``progress.record`` (the
+    step's ``DragStep``), ``progress.image`` (the [1, C, R, R] render when the step made
+    one, else None) and ``progress.state()``, which during the call returns the
     ``DragState`` from which step ``record.step`` is recomputed (the latent before that
     step's update, Adam's moments, handles, stall counters, the records before it).
+    Returning True ends the drag (``stop_reason='callback'``), raising ends it with that
+    exception (the loop protocol of ``draggan.loop_state``).
 
     ``resume``: such a state of an earlier call with the same G, ws, points, mask and
     config (``DragResumeError``, a ``DragganError``, otherwise, before any step); the drag
@@ -159,7 +154,6 @@ def drag(
     optimizer = torch.optim.Adam([latent.param], lr=config.lr)
     stall = _Stall(inputs.handles, config.stall_steps, config.stall_tolerance)
     digests = RunDigests(G, inputs, config)
-    wants_state = callback is not None and accepts_state(callback)
     history: list[DragStep] = []
     image = None
     reason = None
@@ -192,13 +186,27 @@ def drag(
                 loss=_value(loss),
                 updated=reason is None,
             )
-            if wants_state:
+            stop = None
+            if callback is not None:
                 snapshot = functools.partial(
                     _snapshot, step, begin, history, latent, optimizer, digests
                 )
-                stop = call_with_state(callback, record, _detached(image), snapshot)
-            else:
-                stop = callback is not None and callback(record, _detached(image))
+                with offered(snapshot, DragResumeError) as state:
+                    stop = callback(
+                        DragProgress(
+                            "drag",
+                            step,
+                            config.max_steps,
+                            {
+                                "motion": record.loss_motion,
+                                "mask": record.loss_mask,
+                                "loss": record.loss,
+                            },
+                            state,
+                            record=record,
+                            image=_detached(image),
+                        )
+                    )
             if stop is True:
                 reason = reason or "callback"
                 record = dataclasses.replace(record, updated=False)
@@ -237,7 +245,7 @@ def _snapshot(
     return DragState(
         step=step,
         latent=latent.param.detach().clone(),
-        optimizer=adam_tensors(optimizer, latent.param),
+        optimizer=adam_tensors(optimizer),
         handles=begin[0],
         stall_anchor=begin[1],
         stall_anchor_step=begin[2],
@@ -270,7 +278,7 @@ def _restore(
     del feat
     with torch.no_grad():
         latent.param.copy_(resume.latent.to(latent.param.device, latent.param.dtype))
-    load_adam(optimizer, resume.optimizer)
+    load_adam(optimizer, resume.optimizer, DragResumeError)
     mode.set_handles(resume.handles)
     stall.restore(resume.stall_anchor, resume.stall_anchor_step)
     return list(resume.history)

@@ -10,7 +10,9 @@ from pipeline.commands import _shared
 
 if TYPE_CHECKING:
     from pipeline.cluster import ClusterOptions
+    from pipeline.progress import Display
     from pipeline.runner import RunOptions
+    from pipeline.spec import Spec
 
 NAME = "run"
 HELP = "run a spec: align, invert, edit and composite every photo (cached, resumable)"
@@ -93,7 +95,7 @@ def options_of(args: argparse.Namespace, workdir: Path, out: Path) -> RunOptions
 
 
 def execute(
-    spec,
+    spec: Spec,
     args: argparse.Namespace,
     workdir: Path,
     out: Path,
@@ -124,7 +126,7 @@ def execute(
     return 1 if report.failures else 0
 
 
-def dry_run(spec, options: RunOptions, display) -> int:
+def dry_run(spec: Spec, options: RunOptions, display: Display) -> int:
     from pipeline.execute import CACHED
     from pipeline.plan import JobGraph
     from pipeline.runner import make_context

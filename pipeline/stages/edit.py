@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from draggan import DragConfig, DragResult, DragState, DragStep
+from draggan import DragConfig, DragProgress, DragResult, DragState
 from draggan.atomic_write import atomic_write
 from pipeline.jobs import Info, Metrics
 from pipeline.spec.models import EditSpec, PngMask
@@ -160,22 +160,16 @@ class EditTask:
         total = self.config.max_steps
         with ctx.display.stage(f"{label} drag", total) as bar:
 
-            def callback(
-                record: DragStep, image: torch.Tensor | None = None, state: Any = None
-            ) -> None:
+            def callback(progress: DragProgress) -> None:
+                record = progress.record
                 live = {"loss": record.loss}
                 if record.distances:
                     live["dist"] = max(record.distances)
                 bar.update(record.step, total, **live)
-                if image is not None:
-                    frames.append((record.step, tensor_to_image(image)))
-                if (
-                    state is not None
-                    and record.step % every == 0
-                    and record.step > 0
-                    and record.updated
-                ):
-                    _save_checkpoint(pending, state(), frames, saved_frames)
+                if progress.image is not None:
+                    frames.append((record.step, tensor_to_image(progress.image)))
+                if record.step % every == 0 and record.step > 0 and record.updated:
+                    _save_checkpoint(pending, progress.state(), frames, saved_frames)
 
             def run_drag(resume: DragState | None) -> DragResult:
                 return drag(

@@ -18,11 +18,13 @@ before, e.g. ``["projection"]``) and ``resumed_at`` (loop -> the step it resumed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 
+from draggan.loop_state import LoopState
 from inversion import Progress, ProjectConfig, TuneConfig
 from pipeline.jobs import Info, Metrics
 from pipeline.progress import StageProgress
@@ -32,6 +34,7 @@ from pipeline.stages.images import image_to_tensor, load_png, save_png, tensor_t
 from pipeline.stages.tuned import save_tuned
 from pipeline.store import KeyMaterial, Pending, Ref, Store
 
+T = TypeVar("T")
 VERSION = 1
 WS, GENERATOR, RECONSTRUCTION = "ws.safetensors", "generator.safetensors", "reconstruction.png"
 
@@ -47,6 +50,29 @@ def _checkpointing(pending: Pending, name: str, every: int, bar: StageProgress, 
             pending.save_checkpoint(name, tensors, meta)
 
     return callback
+
+
+def _resumable(
+    ctx: StageContext,
+    pending: Pending,
+    label: str,
+    loop: tuple[str, str, type[LoopState], int],  # checkpoint name, words, state class, steps
+    run: Callable[[Callable[[Progress], None], LoopState | None], T],
+    resumed_at: dict[str, int],  # loop -> the step it resumed at (updated here)
+) -> T:
+    """``run(callback, resume)`` of one loop: resumed from its checkpoint when there is one,
+    shown as a progress bar, its state saved every ``ctx.checkpoint_every`` steps."""
+    name, words, state_class, total = loop
+    saved = pending.load_checkpoint(name)
+    resume = state_class.from_tensors(*saved) if saved else None
+    if resume is not None:
+        ctx.display.info(f"{label} {words}: resuming at step {resume.step}")
+        resumed_at[name] = resume.step
+    with ctx.display.stage(f"{label} {name}", total) as bar:
+        every = max(1, ctx.checkpoint_every)
+        out = run(_checkpointing(pending, name, every, bar, total), resume)
+        bar.close()
+    return out
 
 
 @dataclass(frozen=True)
@@ -86,8 +112,6 @@ class InvertTask:
         align = ctx.store.result(self.align)
         target = image_to_tensor(load_png(align.file(face_image(self.face))))
         target = target.to(ctx.device)  # [1, 3, R, R]
-        every = max(1, ctx.checkpoint_every)
-
         ws_file = pending.file(WS)
         resumed = []  # loops whose result an interrupted attempt left
         resumed_at: dict[str, int] = {}  # loop -> the step it resumed at
@@ -97,27 +121,29 @@ class InvertTask:
             ws = load_file(str(ws_file))["ws"].to(ctx.device)
             resumed.append("projection")
         else:
-            saved = pending.load_checkpoint("project")
-            resume = ProjectState.from_tensors(*saved) if saved else None
-            if resume is not None:
-                ctx.display.info(f"{label} projection: resuming at step {resume.step}")
-                resumed_at["project"] = resume.step
-            with ctx.display.stage(f"{label} project", project_config.num_steps) as bar:
-                callback = _checkpointing(pending, "project", every, bar, project_config.num_steps)
-                ws = project(G, target, project_config, callback=callback, resume=resume)
-                bar.close()
+            ws = _resumable(
+                ctx,
+                pending,
+                label,
+                ("project", "projection", ProjectState, project_config.num_steps),
+                lambda callback, resume: project(
+                    G, target, project_config, callback=callback, resume=resume
+                ),
+                resumed_at,
+            )
             pending.write_tensors(WS, {"ws": ws})
             pending.drop_checkpoint("project")
 
-        saved = pending.load_checkpoint("tune")
-        resume = TuneState.from_tensors(*saved) if saved else None
-        if resume is not None:
-            ctx.display.info(f"{label} tuning: resuming at step {resume.step}")
-            resumed_at["tune"] = resume.step
-        with ctx.display.stage(f"{label} tune", tune_config.max_steps) as bar:
-            callback = _checkpointing(pending, "tune", every, bar, tune_config.max_steps)
-            tuned = tune(G, ws, target, tune_config, callback=callback, resume=resume)
-            bar.close()
+        tuned = _resumable(
+            ctx,
+            pending,
+            label,
+            ("tune", "tuning", TuneState, tune_config.max_steps),
+            lambda callback, resume: tune(
+                G, ws, target, tune_config, callback=callback, resume=resume
+            ),
+            resumed_at,
+        )
         counts = save_tuned(pending.file(GENERATOR), tuned, G, ctx.generators.digest)
         del tuned
 
