@@ -7,7 +7,8 @@ consistent and resumable.
 One cluster for the module (``ray.init(num_cpus=2)``, no dashboard, a small object store);
 its workers run ``cluster_hooks.install``, which can hold a job at a given tuning step so
 the tests can kill or interrupt it at a known point. The spec: three photos with a face
-and one without, on the demo generator with a few steps per loop.
+(one with two independent edits) and one without, on the demo generator with a few steps
+per loop.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ EDIT = """    edits:
           - handle: {landmark: nose_tip}
             target: {landmark: nose_tip, offset: [0.0, -0.05]}
 """
+TWO_EDITS = EDIT + """      - name: wide
+        points:
+          - handle: {landmark: left_eye_outer}
+            target: {landmark: left_eye_outer, offset: [-0.04, 0.0]}
+"""
 SPEC = f"""\
 generator: {GENERATOR}
 invert:
@@ -69,7 +75,7 @@ drag: {{max_steps: 4, render_every: 1, lr: 0.02}}
 photos:
   - id: grace
     path: grace.jpg
-{EDIT}  - id: astro
+{TWO_EDITS}  - id: astro
     path: astronaut.png
 {EDIT}  - id: blank
     path: blank.png

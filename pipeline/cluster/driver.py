@@ -81,6 +81,22 @@ def run_spec_on_ray(
     return report
 
 
+def worker_setup(
+    lock: RunLock, graph: JobGraph, options: RunOptions, cluster: ClusterOptions
+) -> WorkerSetup:
+    """What every job of this run tells its worker (paths resolved: the same on every node)."""
+    return WorkerSetup(
+        workdir=options.workdir.resolve(),
+        generator=Path(graph.spec.generator).resolve(),
+        generator_digest=graph.generator,
+        device=options.device,
+        threads=cluster.threads,
+        checkpoint_every=options.checkpoint_every,
+        run=lock.token,
+        version=__version__,
+    )
+
+
 @dataclass
 class _Photo:
     """One photo's progress on the driver."""
@@ -93,7 +109,13 @@ class _Photo:
     rows: list[tuple[int, Row]] = field(default_factory=list)  # (position, row)
     report: RunReport = field(default_factory=RunReport)  # its failure, if it fails
     outputs: list[Path] = field(default_factory=list)
+    finished: set[str] = field(default_factory=set)  # slots whose outcome is recorded
+    expected: int = 1  # jobs the photo needs (known once its alignment is done)
     failed: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed and self.faces is not None and len(self.finished) == self.expected
 
     @property
     def id(self) -> str:
@@ -101,6 +123,7 @@ class _Photo:
 
     def add(self, job: Job, row: Row) -> None:
         self.rows.append((self.position[job.slot], row))
+        self.finished.add(job.slot)
 
 
 class _Scheduler:
@@ -119,16 +142,7 @@ class _Scheduler:
         self.options = options
         self.cluster = cluster
         self.display = display
-        self.setup = WorkerSetup(
-            workdir=options.workdir.resolve(),
-            generator=Path(graph.spec.generator).resolve(),
-            generator_digest=graph.generator,
-            device=options.device,
-            threads=cluster.threads,
-            checkpoint_every=options.checkpoint_every,
-            run=lock.token,
-            version=__version__,
-        )
+        self.setup = worker_setup(lock, graph, options, cluster)
         self.task = ray.remote(run_on_worker)
         self.sink = ray.remote(num_cpus=0)(EventSink).remote()
         self.running: dict[ray.ObjectRef, tuple[_Photo, Job]] = {}
@@ -147,7 +161,8 @@ class _Scheduler:
         photos = [_Photo(plan) for plan in self.graph.photos]
         try:
             for photo in photos:
-                self._submit(photo, self.graph.align_job(photo.plan))
+                self._serve_or_send(photo, self.graph.align_job(photo.plan))
+                self._release(photo)
             while self.running:
                 self._step()
             self.lock.check()
@@ -174,12 +189,12 @@ class _Scheduler:
         """Show the progress events the workers sent so far."""
         self.relay.apply(ray.get(self.sink.drain.remote()))
 
-    def _submit(self, photo: _Photo, job: Job) -> None:
+    def _serve_or_send(self, photo: _Photo, job: Job) -> None:
         """Serve ``job`` from the store when its result is there, else send it to a worker."""
         forced = self.options.forces(job)
         outcome = None if forced else stored(self.ctx.store, job)
         if outcome is not None:
-            self._done(photo, job, outcome)
+            self._record_or_fail(photo, job, outcome)
             return
         ticket = f"{job.photo}/{job.slot}"
         self.tickets[ticket] = job
@@ -215,16 +230,14 @@ class _Scheduler:
             self._fail(photo, reply.failure.exception())
             return
         assert reply.outcome is not None
-        self._done(photo, job, reply.outcome)
+        self._record_or_fail(photo, job, reply.outcome)
+        self._release(photo)
 
-    def _done(self, photo: _Photo, job: Job, outcome: Outcome) -> None:
-        """Record a job's outcome, then submit what it made ready."""
+    def _record_or_fail(self, photo: _Photo, job: Job, outcome: Outcome) -> None:
         try:
             self._record(photo, job, outcome)
         except Exception as exc:
             self._fail(photo, exc)
-            return
-        self._release(photo)
 
     def _record(self, photo: _Photo, job: Job, outcome: Outcome) -> None:
         if not self.ctx.store.wait_visible(job.ref):
@@ -239,6 +252,7 @@ class _Scheduler:
             jobs = self.graph.face_jobs(photo.plan, photo.faces)
             photo.position.update((item.slot, k + 1) for k, item in enumerate(jobs))
             photo.waiting = [item for item in jobs if self.options.wants(item.stage)]
+            photo.expected = 1 + len(photo.waiting)
         else:
             assert photo.faces is not None
             row, files = note_job(self.ctx.store, self.options, outcome, photo.faces)
@@ -246,13 +260,17 @@ class _Scheduler:
             photo.outputs += files
 
     def _release(self, photo: _Photo) -> None:
-        """Submit the photo's jobs whose inputs are all done."""
-        if self.stopping:
-            return
-        ready = [job for job in photo.waiting if all(ref in photo.done for ref in job.needs)]
-        for job in ready:
-            photo.waiting.remove(job)
-            self._submit(photo, job)
+        """Start the photo's jobs whose inputs are all done, until none is left (a job
+        served from the store at once can make others ready)."""
+        while True:
+            ready = [job for job in photo.waiting if all(ref in photo.done for ref in job.needs)]
+            if not ready:
+                return
+            for job in ready:
+                if self.stopping or photo.failed:
+                    return
+                photo.waiting.remove(job)
+                self._serve_or_send(photo, job)
 
     def _fail(self, photo: _Photo, exc: Exception) -> None:
         """The photo failed: cancel its other jobs; without --keep-going, stop the run (a
@@ -290,7 +308,7 @@ class _Scheduler:
             report.rows += [row for _, row in sorted(photo.rows, key=lambda item: item[0])]
             report.rows += photo.report.rows  # the 'failed' row, if any
             report.failures.update(photo.report.failures)
-            if self.options.writes_outputs and not photo.failed and photo.faces is not None:
+            if self.options.writes_outputs and photo.complete:  # (not one the run stopped)
                 report.outputs[photo.id] = photo.outputs
         report.placements.update(self.placements)
 
