@@ -19,6 +19,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -61,11 +63,14 @@ EDIT = """    edits:
           - handle: {landmark: nose_tip}
             target: {landmark: nose_tip, offset: [0.0, -0.05]}
 """
-TWO_EDITS = EDIT + """      - name: wide
+TWO_EDITS = (
+    EDIT
+    + """      - name: wide
         points:
           - handle: {landmark: left_eye_outer}
             target: {landmark: left_eye_outer, offset: [-0.04, 0.0]}
 """
+)
 SPEC = f"""\
 generator: {GENERATOR}
 invert:
@@ -300,6 +305,21 @@ def test_a_second_cluster_run_computes_nothing(project, cluster, killed):
     assert [line for line in again.log if "computing" in line] == [
         "blank align: computing (never computed)"
     ]
+
+
+def test_a_driver_in_another_process_joins_the_cluster_by_its_address(project, cluster, killed):
+    run, _ = killed
+    address = ray.get_runtime_context().gcs_address
+    args = ["-m", "pipeline", "run", str(project), "--workdir", str(run.work), "--out"]
+    args += [str(run.out), "--keep-going", "--executor", "ray", "--address", address]
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}  # an explicit address: Ray's token mode
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env)
+    assert done.returncode == 1, done.stderr[-3000:]  # the photo without a face
+    assert f"connecting to the Ray cluster at {address}" in done.stderr
+    assert "Ray cluster: 1 node(s), 2 CPUs, 0 GPUs" in done.stderr
+    assert "photo blank failed: no face found" in done.stdout
+    results = sum(row.status != "failed" for row in run.report.rows)
+    assert done.stdout.count(" cached ") == results and " computed " not in done.stdout
 
 
 def test_without_keep_going_a_failing_photo_stops_the_cluster_run(project, cluster, killed, capsys):

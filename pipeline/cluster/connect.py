@@ -57,8 +57,10 @@ def connect(cluster: ClusterOptions, display: Display) -> Iterator[None]:
     except (ConnectionError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(
-            f"cannot connect to the Ray cluster at {address}: {first} (start one with "
-            "'ray start --head', then pass --address HOST:PORT or auto)"
+            f"cannot connect to the Ray cluster at {address}: {first} (is one running "
+            "there? 'ray start --head' starts one; with an explicit address Ray needs "
+            "RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token or "
+            "$RAY_AUTH_TOKEN when the cluster uses token authentication)"
         ) from None
     try:
         _check_fit(cluster, display)
