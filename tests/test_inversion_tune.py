@@ -83,6 +83,33 @@ def test_tuning_stops_early_at_the_lpips_threshold():
     assert states_equal(G.state_dict(), tuned.state_dict())
 
 
+def test_inversion_loops_synthesise_in_float32_like_pti():
+    """PTI (danielroich/PTI da94d59) calls ``G.synthesis(..., force_fp32=True)`` in its
+    projector, coach and locality regulariser: a checkpoint's fp16 blocks run in float32.
+    Every synthesis call of projection and tuning (with the regulariser) must ask for it."""
+    G = tiny_generator(32, num_fp16_res=2)
+    fp16_blocks = [block for block in G.synthesis.blocks() if block.use_fp16]
+    cuda = torch.device("cuda")  # what the flag decides there (CPU is float32 anyway)
+    assert [b.resolution for b in fp16_blocks] == [16, 32]
+    assert all(b.block_dtype(cuda, False) == torch.float16 for b in fp16_blocks)
+    assert all(b.block_dtype(cuda, True) == torch.float32 for b in fp16_blocks)
+    calls = []
+
+    def record(module, args, kwargs):
+        calls.append(kwargs.get("force_fp32", False))
+
+    ws, target = render(G, z_seed=3)
+    # The hook is copied with G into the loops' private copies; it records into ``calls``.
+    G.synthesis.register_forward_pre_hook(record, with_kwargs=True)
+    inversion.project(
+        G, target, ProjectConfig(num_steps=2, w_avg_samples=10, lpips_net="alex", **RANDOM)
+    )
+    config = TuneConfig(max_steps=2, lpips_threshold=0, locality_regularization=True, **RANDOM)
+    inversion.tune(G, ws, -target, config)
+    # 2 projection steps + 2 tuning steps x (the pivot, the regulariser's old and new image)
+    assert calls == [True] * 8
+
+
 def test_fused_adam_matches_the_default_update_bit_for_bit():
     from inversion.state import make_adam
 
