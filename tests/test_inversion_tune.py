@@ -110,7 +110,11 @@ def test_inversion_loops_synthesise_in_float32_like_pti():
     assert calls == [True] * 8
 
 
-def test_fused_adam_matches_the_default_update_bit_for_bit():
+def test_fused_adam_matches_the_default_update_to_rounding():
+    """make_adam's fused kernel and torch's default (foreach) Adam run the same update rule
+    but are different kernels: they may round the update differently (measured on AMD EPYC:
+    5 of 7000 elements differ after 4 steps, by at most 1 ulp of the parameter per step).
+    Bound: per element, |fused - default| <= steps x ulp of the parameter's magnitude."""
     from inversion.state import make_adam
 
     generator = torch.Generator().manual_seed(0)
@@ -124,7 +128,12 @@ def test_fused_adam_matches_the_default_update_bit_for_bit():
             for param, grad in zip(params, step_grads, strict=True):
                 param.grad = grad.clone()
             optimizer.step()
-        results.append(params)
-    assert results[1][0] is not None and make_adam(results[1], lr=1).defaults["fused"]
-    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
-    assert not torch.equal(results[0][2], start[2])
+        results.append([p.detach() for p in params])
+    assert make_adam([torch.zeros(1, requires_grad=True)], lr=1).defaults["fused"]
+    eps = torch.finfo(torch.float32).eps
+    for default, fused, begin in zip(*results, start, strict=True):
+        magnitude = torch.maximum(begin.abs(), default.abs())
+        assert bool(((fused - default).abs() <= len(grads) * eps * magnitude).all())
+        # and both moved the parameters by Adam's step (about lr per step)
+        moved = (default - begin).abs()
+        assert float(moved.max()) > 3e-4 and float(moved.max()) < 4 * 3e-4 * 1.01
