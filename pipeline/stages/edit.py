@@ -39,7 +39,7 @@ from pipeline.stages.common import (
 from pipeline.stages.generator import tuned_generator
 from pipeline.store import KeyMaterial, Pending, Result
 
-VERSION = 1
+VERSION = 2  # 2: the motion loss of XingangPan/DragGAN d0422b1 (F(q + d) live)
 MAX_FRAMES = 60  # frames kept in the trajectory animation (evenly subsampled)
 FRAME_MS = 80
 CHECKPOINT = "drag"  # the loop state; frames are "drag-frame-<step>"
