@@ -18,7 +18,7 @@ its latents. LPIPS with a random backbone (no ImageNet weights needed), VGG as P
 ``--lpips-net alex`` (several times cheaper per step at 128 px).
 
     python bench/projection_modconv.py [--cases demo random] [--seeds 5] [--steps 450]
-                                       [--lpips-net vgg] [--threads 2]
+                                       [--lpips-net vgg] [--threads 1]
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=450)
     parser.add_argument("--lpips-net", default="vgg", choices=["vgg", "alex"])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     builders = {"demo": demo_case, "random": random_case}
@@ -117,7 +117,7 @@ def main() -> None:
                 results[fused].append(run(G, target, fused, seed, args.steps, args.lpips_net))
             (lf, wf, _), (lu, wu, _) = results[True][-1], results[False][-1]
             print(
-                f"  seed {seed}: loss fused {lf:.5f} unfused {lu:.5f} (diff {lu - lf:+.5f}); "
+                f"  seed {seed}: loss fused {lf:.6f} unfused {lu:.6f} (diff {lu - lf:+.1e}); "
                 f"|w_fused - w_unfused| {float((wf - wu).norm()):.4f}",
                 flush=True,
             )
@@ -128,15 +128,15 @@ def main() -> None:
         ]
         pairs = [float((a[1] - b[1]).norm()) for a, b in itertools.combinations(results[True], 2)]
         print(
-            f"  fused vs unfused, same seed: |loss diff| mean {statistics.mean(diffs):.5f} "
-            f"max {max(diffs):.5f}; |w diff| mean {statistics.mean(w_gap):.4f} "
+            f"  fused vs unfused, same seed: |loss diff| mean {statistics.mean(diffs):.1e} "
+            f"max {max(diffs):.1e}; |w diff| mean {statistics.mean(w_gap):.4f} "
             f"max {max(w_gap):.4f}"
         )
         for fused in (True, False):
             lo = losses[fused]
             print(
                 f"  {'fused' if fused else 'unfused':7s} across seeds: loss {min(lo):.5f}-"
-                f"{max(lo):.5f} (mean {statistics.mean(lo):.5f}, std {statistics.stdev(lo):.5f})"
+                f"{max(lo):.5f} (mean {statistics.mean(lo):.5f}, std {statistics.stdev(lo):.1e})"
                 + (
                     f"; |w_s - w_s'| mean {statistics.mean(pairs):.4f} min {min(pairs):.4f}"
                     if fused
