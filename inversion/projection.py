@@ -123,7 +123,7 @@ def project(
         # Unfused modulation: the same maths as NVIDIA's fused path (their eval default, and
         # PTI's), but with frozen weights no weight-gradient convolution is needed: 9-37%
         # faster per step on CPU; its effect on the result is 30-500x below the spread of
-        # PTI's own noise (bench/projection_modconv.py, figures in ARCHITECTURE.md).
+        # PTI's own noise (bench/projection_modconv.py, figures in BENCHMARKS.md).
         image = G.synthesis(
             ws, noise_mode="const", fused_modconv=False, force_fp32=True
         )  # [1, 3, R, R]

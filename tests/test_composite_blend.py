@@ -17,7 +17,7 @@ from pipeline.compositing.flow import estimate_flow
 from pipeline.compositing.synthetic import FacePlacement, make_scene
 from pipeline.errors import PipelineError
 
-# Seam bound (stated in ARCHITECTURE.md): the blend band's gradient energy is within 20 % of
+# Seam bound (stated in docs/composite.md): the blend band's gradient energy is within 20 % of
 # the untouched pixels beside it, and within 10 % of what the ideal result has there.
 SEAM_LOW, SEAM_HIGH = 0.8, 1.2
 

@@ -26,8 +26,8 @@ class CompositeConfigError(UsageError, ValueError):
 class CompositeConfig:
     """Blend mask, colour/detail transfer and output-file settings (documented defaults)."""
 
-    # How the edit reaches the photo inside the mask (ARCHITECTURE.md, "Composite", for the
-    # measurements behind the default):
+    # How the edit reaches the photo inside the mask (docs/composite.md; BENCHMARKS.md has
+    # the measurements behind the default):
     #   'displace': the photo's own pixels moved by the edit's motion (optical flow between
     #               reconstruction and edited image), plus what the motion does not explain
     #   'residual': photo + (edited - reconstruction): the change added to the photo's pixels
