@@ -35,7 +35,9 @@ from pipeline.stages.tuned import save_tuned
 from pipeline.store import KeyMaterial, Pending, Ref, Store
 
 T = TypeVar("T")
-VERSION = 1
+# 2: both loops synthesise in float32 (force_fp32), as PTI does: fp16 results from CUDA are
+# not served
+VERSION = 2
 WS, GENERATOR, RECONSTRUCTION = "ws.safetensors", "generator.safetensors", "reconstruction.png"
 
 
