@@ -14,25 +14,21 @@ beside it. Mode conversion to RGB:
   outside 0..65535 and ``F`` images are scaled from their own min..max range (``F`` with
   values in 0..1 is taken as 0..1). PIL itself opens 16-bit RGB(A) PNGs as 8-bit ``RGB(A)``.
 
-Photos larger than ``MAX_PHOTO_PIXELS`` are refused with a clear message instead of
-exhausting memory; PIL's own decompression-bomb check (which warns from 89 MP) is replaced
-by that limit.
+Photos are opened through ``pipeline.image_files``: larger than ``MAX_IMAGE_PIXELS`` (250 MP)
+is refused from the header, before decoding, with the real size and the limit in the message.
 """
 
 from __future__ import annotations
 
 import hashlib
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from pipeline.errors import PipelineError
-
-# 250 megapixels: about 750 MB as RGB; far beyond any camera a face photo comes from.
-MAX_PHOTO_PIXELS = 250_000_000
+from pipeline.image_files import MAX_IMAGE_PIXELS, decode, open_image
 
 EXIF_ORIENTATION_TAG = 0x0112
 
@@ -81,14 +77,10 @@ def photo_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_photo(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> Photo:
+def load_photo(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Photo:
     """Decode ``path`` into a ``Photo``; any failure is a one-line ``PipelineError``."""
     path = Path(path)
-    if not path.exists():
-        raise PipelineError(f"photo {path} not found: check the path")
-    if path.is_dir():
-        raise PipelineError(f"photo {path} is a directory, not an image file")
-    image = _open_checked(path, max_pixels)
+    image = decode(open_image(path, "photo", max_pixels), path, "photo", max_pixels)
     try:
         fmt = image.format or path.suffix.lstrip(".").upper()
         icc_profile = image.info.get("icc_profile") or None
@@ -122,47 +114,6 @@ def load_photo(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> Photo:
         exif=exif_bytes,
         orientation=orientation,
     )
-
-
-def _open_checked(path: Path, max_pixels: int) -> Image.Image:
-    """Open and fully decode ``path`` with our own size limit instead of PIL's global one."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-    except Image.DecompressionBombError as exc:
-        raise PipelineError(
-            f"photo {path} is absurdly large ({exc}); downscale it below "
-            f"{max_pixels / 1e6:.0f} megapixels first"
-        ) from None
-    except UnidentifiedImageError:
-        raise PipelineError(
-            f"photo {path} is not an image format dragpipe can read "
-            "(use JPEG, PNG, TIFF, WebP, BMP, ...)"
-        ) from None
-    except OSError as exc:
-        raise PipelineError(f"photo {path} cannot be read: {exc}") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        image.close()
-        raise PipelineError(
-            f"photo {path} is absurdly large ({width}x{height} = {width * height / 1e6:.0f} "
-            f"megapixels, limit {max_pixels / 1e6:.0f}); downscale it first"
-        )
-    if width < 1 or height < 1:
-        image.close()
-        raise PipelineError(f"photo {path} is empty ({width}x{height} pixels)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image.load()
-    except Image.DecompressionBombError as exc:
-        image.close()
-        raise PipelineError(f"photo {path} is absurdly large ({exc}); downscale it first") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        image.close()
-        raise PipelineError(f"photo {path} is damaged or truncated ({exc})") from None
-    return image
 
 
 def to_rgb(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
