@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from image_writers import header_only_png, png16
+from image_writers import chunk, header_only_png, png16
 from PIL import Image
 
 from pipeline.errors import PipelineError
@@ -124,8 +124,17 @@ def test_sixteen_bit_rgb_png(tmp_path):
     png16(tmp_path / "rgb16.png", values)
     photo = load_photo(tmp_path / "rgb16.png")
     assert photo.rgb.shape == (20, 30, 3)
-    # PIL keeps the high byte of each 16-bit sample.
-    np.testing.assert_array_equal(photo.rgb, (values >> 8).astype(np.uint8))
+    np.testing.assert_array_equal(photo.wide, values)  # the exact samples (PIL: high byte)
+    np.testing.assert_array_equal(photo.rgb, np.rint(values / 257.0).astype(np.uint8))
+    # EXIF orientation 6 (eXIf chunk): the 16-bit samples are turned upright with the image.
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION_TAG] = 6
+    raw = exif.tobytes().removeprefix(b"Exif\x00\x00")
+    png16(tmp_path / "turned16.png", values, extra_chunks=chunk(b"eXIf", raw))
+    photo = load_photo(tmp_path / "turned16.png")
+    assert photo.size == (20, 30) and photo.orientation == 6
+    np.testing.assert_array_equal(photo.wide, np.rot90(values, k=-1))
+    np.testing.assert_array_equal(photo.rgb, np.rint(photo.wide / 257.0).astype(np.uint8))
 
 
 def test_float_and_wide_integer_grey_are_scaled():
