@@ -42,10 +42,11 @@ class ImageFileError(PipelineError):
 
 @contextmanager
 def _pil_limit(limit: int | None) -> Iterator[None]:
-    """PIL's decompression-bomb error threshold set to ``limit`` pixels (None: off) meanwhile.
+    """PIL's decompression-bomb check made to refuse only above ``limit`` pixels (None: off).
 
-    PIL raises above twice ``Image.MAX_IMAGE_PIXELS`` and warns above it; the warning is
-    silenced (our own limit is the one that speaks). The previous value is restored after.
+    PIL raises above twice ``Image.MAX_IMAGE_PIXELS`` (so it is set to half the limit) and
+    warns above it; the warning is silenced (our own limit is the one that speaks). The
+    previous value is restored after.
     """
     with _PIL_LIMIT_LOCK:
         saved = Image.MAX_IMAGE_PIXELS

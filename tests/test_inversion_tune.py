@@ -83,7 +83,7 @@ def test_tuning_stops_early_at_the_lpips_threshold():
     assert states_equal(G.state_dict(), tuned.state_dict())
 
 
-def test_fused_adam_matches_the_default_update_bit_for_bit():
+def test_fused_adam_matches_the_default_update():
     from inversion.state import make_adam
 
     generator = torch.Generator().manual_seed(0)
@@ -99,5 +99,8 @@ def test_fused_adam_matches_the_default_update_bit_for_bit():
             optimizer.step()
         results.append(params)
     assert results[1][0] is not None and make_adam(results[1], lr=1).defaults["fused"]
-    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+    # Two kernels: equal up to float32 rounding (an AVX-512 CPU differs in the last bit on a
+    # few elements), never compared bit for bit.
+    for default, fused in zip(*results, strict=True):
+        torch.testing.assert_close(fused, default, rtol=1e-6, atol=1e-7)
     assert not torch.equal(results[0][2], start[2])
