@@ -233,7 +233,9 @@ def _run_photo(ctx: StageContext, plan: PhotoPlan, options: RunOptions, report: 
         )
         store.write_ref(pid, f"composite-{edit.name}", outcome.material)
         touched = 100 * outcome.result.metrics.get("touched_fraction", 0)
-        report.rows.append(_row(plan, "composite", edit.name, outcome, f"touched {touched:.1f}%"))
+        said = f"touched {touched:.1f}%" if touched >= 0.1 else f"touched {touched:.1g}%"
+        said = said if touched else "changed nothing: output = input photo"
+        report.rows.append(_row(plan, "composite", edit.name, outcome, said))
         picked = [(faces[k], results[k]) for k in ks]
         outputs += _materialise(options.out / pid, edit.name, outcome.result, picked, len(faces))
     report.outputs[pid] = outputs

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from pipeline.align import (
     select_faces,
 )
 from pipeline.align.preview import aligned_preview, photo_preview
+from pipeline.atomic_file import atomic_output
 from pipeline.errors import UsageError
 from pipeline.photo import load_photo
 
@@ -105,23 +104,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _write_atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename (no half files)."""
+    """``write(stream)`` into ``path`` atomically (no half files), with the user's umask."""
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise UsageError(f"output directory {directory} does not exist: create it first")
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    os.close(handle)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_output(path) as stream:
+        write(stream)
 
 
 def _save_png(image: Image.Image, path: Path) -> None:
     # Fast zlib level: previews are big and looked at once.
-    _write_atomic(path, lambda tmp: image.save(tmp, format="PNG", compress_level=1))
+    _write_atomic(path, lambda stream: image.save(stream, format="PNG", compress_level=1))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,6 +170,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         data = {"photo": str(photo.path), "photo_size": list(photo.size), "faces": records}
         text = json.dumps(data, indent=1) + "\n"
-        _write_atomic(args.json, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        _write_atomic(args.json, lambda stream: stream.write(text.encode("utf-8")))
         say(f"wrote {args.json}")
     return 0

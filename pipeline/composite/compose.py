@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.align.transform import AlignTransform
-from pipeline.composite.blend_mask import blend_weight, change_map
+from pipeline.composite.blend_mask import blend_weight, changed_region
 from pipeline.composite.config import CompositeConfig
 from pipeline.composite.seam import seam_ratio
 from pipeline.composite.transfer import transfer_payload
@@ -61,7 +61,7 @@ def composite_face(
     """Blend one face's edit into ``canvas`` in place; returns the photo box it touched."""
     edited, reconstruction, landmarks, user_mask = _checked(face, canvas)
     size = face.transform.output_size
-    change = change_map(edited, reconstruction, config)  # [S, S] bool
+    change = changed_region(edited, reconstruction, config)  # [S, S] bool, one piece
     weight = blend_weight(edited, reconstruction, landmarks, user_mask, config, change)
     box = support_box(weight, face.transform)
     if box is None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, UsageError
 from pipeline.stages.tuned import load_tuned
 from pipeline.store import Store
 from pipeline.store.store import write_json_atomic
@@ -40,8 +40,12 @@ def base_generator(ctx: StageContext) -> torch.nn.Module:
     """The spec's generator, loaded once per run (eval mode, no gradients on its weights)."""
     if ctx._base is None:
         from draggan import load_generator
+        from draggan.errors import CheckpointError
 
-        G = load_generator(ctx.generator_path, device=str(ctx.device))
+        try:
+            G = load_generator(ctx.generator_path, device=str(ctx.device))
+        except CheckpointError as exc:  # the spec's file is bad: an input problem, exit 2
+            raise UsageError(f"generator: {exc}") from None
         G.eval().requires_grad_(False)
         ctx._base = G
     return ctx._base
