@@ -200,8 +200,15 @@ def _metrics(result: Result) -> str:
     if result.stage == "edit":
         return _edit_metrics(result.metrics)
     if result.stage == "composite":
-        return f"touched {100 * result.metrics.get('touched_fraction', 0):.1f}%"
+        return _composite_metrics(result.metrics)
     return ""
+
+
+def _composite_metrics(m: dict[str, object]) -> str:
+    touched = 100 * float(m.get("touched_fraction", 0))  # type: ignore[arg-type]
+    if not touched:
+        return "changed nothing: output = input photo"
+    return f"touched {touched:.1f}%" if touched >= 0.1 else f"touched {touched:.1g}%"
 
 
 def _edit_metrics(m: dict[str, object]) -> str:
