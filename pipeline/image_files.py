@@ -23,6 +23,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.errors import PipelineError
+from pipeline.orientation import EXIF_ORIENTATION_TAG, TRANSPOSING
 
 # 250 megapixels: 750 MB as 8-bit RGB, about 11 GB of working arrays through the composite
 # (float32 copies of the photo); far beyond any camera a face photo comes from.
@@ -147,7 +148,8 @@ def decode(
 def check_image_file(
     path: Path, what: str = "photo", max_pixels: int = MAX_IMAGE_PIXELS
 ) -> tuple[int, int]:
-    """Header, size limit and completeness of an image file; returns its (width, height).
+    """Header, size limit and completeness of an image file; returns its (width, height)
+    as it is shown, i.e. after its EXIF orientation (as ``load_photo`` turns it).
 
     Cheap enough for the spec check of a large batch (a 12 MP JPEG about 20 ms, a 12 MP PNG
     about 10 ms): a PNG's chunks are read and their CRCs checked up to IEND without
@@ -166,4 +168,9 @@ def check_image_file(
                 image.load()
     finally:
         image.close()
-    return size
+    with open_image(path, what, max_pixels) as image:  # verify() leaves the first unusable
+        try:
+            turned = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1) in TRANSPOSING
+        except (OSError, ValueError, SyntaxError, TypeError):
+            turned = False  # an unreadable EXIF block: the loaders ignore it too
+    return (size[1], size[0]) if turned else size

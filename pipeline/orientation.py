@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+EXIF_ORIENTATION_TAG = 0x0112
 TRANSPOSING = (5, 6, 7, 8)  # orientations that swap width and height
 
 

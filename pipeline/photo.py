@@ -31,10 +31,9 @@ from PIL import Image, ImageOps
 
 from pipeline.errors import PipelineError
 from pipeline.image_files import MAX_IMAGE_PIXELS, decode, open_image
+from pipeline.orientation import EXIF_ORIENTATION_TAG
 from pipeline.orientation import upright as upright_samples
 from pipeline.png16 import is_sixteen_bit, select_low_bytes
-
-EXIF_ORIENTATION_TAG = 0x0112
 
 _SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N")
 _ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")

@@ -59,7 +59,9 @@ class EditPlan:
 
         if len(faces) == 1:
             return [0]
-        owner = owning_face(self.spec, [face.transform for face in faces])
+        owner = owning_face(
+            self.spec, [face.transform for face in faces], [face.index for face in faces]
+        )
         return list(range(len(faces))) if owner is None else [owner]
 
 

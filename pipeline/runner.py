@@ -1,10 +1,13 @@
 """Run a spec: the serial executor of its ``JobGraph`` (``pipeline.plan``).
 
-Photo by photo: the alignment job, then the jobs its faces call for (inversions, drags in
-dependency order, composites), each through ``pipeline.execute.run_job`` (cached or
-computed), each recompute announced with its reason. Photos are independent: with
-``keep_going`` a failing photo is reported and the others go on. After each composite the
-files a user sees are copied from the store into ``<out>/<photo id>/``:
+First every photo's alignment job, with its edits checked against the faces found
+(``pipeline.checks``: points inside the crops, masks), so what an alignment decides is
+reported before any inversion; then, photo by photo, the jobs its faces call for
+(inversions, drags in dependency order, composites), each through
+``pipeline.execute.run_job`` (cached or computed), each recompute announced with its reason.
+Photos are independent: with ``keep_going`` a failing photo is reported and the others go
+on. After each composite the files a user sees are copied from the store into
+``<out>/<photo id>/``:
 
 - ``<edit>.<ext>``: the edited photo, same format as the input;
 - ``<edit>_before.png`` / ``<edit>_after.png``: the aligned face before and after the drag;
@@ -16,6 +19,8 @@ With ``face: all`` the per-face files get ``_face<i>`` after the edit name.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +30,7 @@ from draggan.atomic_write import atomic_write
 from draggan.errors import DragganError
 from inversion.errors import InversionError
 from inversion.metrics import describe as describe_inversion
+from pipeline.checks import edit_problems
 from pipeline.errors import PipelineError, UsageError
 from pipeline.execute import CACHED, Outcome, judge, run_job
 from pipeline.jobs import Job
@@ -34,6 +40,7 @@ from pipeline.spec import Spec
 from pipeline.stages import STAGES
 from pipeline.stages import align as align_stage
 from pipeline.stages import composite as composite_stage
+from pipeline.stages.align import FaceRecord
 from pipeline.stages.composite import CompositeTask
 from pipeline.stages.context import StageContext
 from pipeline.stages.edit import BEFORE, EDITED, TRAJECTORY
@@ -72,6 +79,7 @@ class RunReport:
     rows: list[Row] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # photo id -> error message
     outputs: dict[str, list[Path]] = field(default_factory=dict)  # photo id -> files
+    notes: list[str] = field(default_factory=list)  # said after the summary
 
     @property
     def computed(self) -> int:
@@ -122,7 +130,13 @@ def make_context(spec: Spec, options: RunOptions, display: Display) -> StageCont
 
 
 def run_spec(spec: Spec, options: RunOptions, display: Display) -> RunReport:
-    """Run every photo of ``spec``; returns the report (the caller prints it)."""
+    """Run every photo of ``spec``; returns the report (the caller prints it).
+
+    First every photo is aligned and its edits checked against its faces
+    (``pipeline.checks``), so a problem any alignment decides is reported before any
+    inversion starts; without ``keep_going`` a problem ends the run there. Then each photo's
+    inversions, edits and composites, photo by photo.
+    """
     options.workdir.mkdir(parents=True, exist_ok=True)
     report = RunReport()
     lock = RunLock(
@@ -134,20 +148,44 @@ def run_spec(spec: Spec, options: RunOptions, display: Display) -> RunReport:
         ctx = make_context(spec, options, display)
         graph = JobGraph.of(spec, ctx)
         check_perceptual_weights(graph.photos)
+        aligned: list[tuple[PhotoPlan, list[FaceRecord]]] = []
         for plan in graph.photos:
-            try:
-                _run_photo(ctx, graph, plan, options, report)
-            except Exception as exc:
-                known = isinstance(exc, (PipelineError, DragganError, InversionError))
-                if not options.keep_going and (not known or isinstance(exc, UsageError)):
-                    raise  # a bug (or bad usage) ends the run: the CLI reports it
-                message = str(exc) if known else f"internal error: {type(exc).__name__}: {exc}"
-                report.failures[plan.photo_id] = message
-                report.rows.append(Row(plan.photo_id, "-", "", "failed", metrics=message))
-                display.warn(f"photo {plan.photo_id} failed: {message}")
-                if not options.keep_going:
-                    break
+            with _photo_failures(plan, options, report, display):
+                aligned.append((plan, _align_photo(ctx, graph, plan, options, report)))
+        if report.failures and not options.keep_going:
+            report.notes.append(
+                "stopped after the alignments, before any inversion: fix the problems above "
+                "(or use --keep-going to run the other photos)"
+            )
+            return report
+        for plan, faces in aligned:
+            with _photo_failures(plan, options, report, display):
+                _run_photo(ctx, graph, plan, faces, options, report)
+            if report.failures and not options.keep_going:
+                break
     return report
+
+
+@contextmanager
+def _photo_failures(
+    plan: PhotoPlan, options: RunOptions, report: RunReport, display: Display
+) -> Iterator[None]:
+    """A photo's known errors become its failure in the report (a bug, or bad usage, ends the
+    run unless ``keep_going``)."""
+    try:
+        yield
+    except Exception as exc:
+        known = isinstance(exc, (PipelineError, DragganError, InversionError))
+        if not options.keep_going and (not known or isinstance(exc, UsageError)):
+            raise  # a bug (or bad usage) ends the run: the CLI reports it
+        message = str(exc) if known else f"internal error: {type(exc).__name__}: {exc}"
+        report.failures[plan.photo_id] = message
+        report.rows.append(Row(plan.photo_id, "-", "", "failed", metrics=message))
+        display.warn(f"photo {plan.photo_id} failed: {message}")
+
+
+class EditProblems(PipelineError):
+    """A photo's edits cannot run on the faces its alignment found (one line per problem)."""
 
 
 def _run(ctx: StageContext, job: Job, options: RunOptions) -> Outcome:
@@ -165,15 +203,31 @@ def _row(outcome: Outcome, what: str, metrics: str = "") -> Row:
     return Row(job.photo, job.stage, what, status, outcome.seconds, metrics)
 
 
-def _run_photo(
+def _align_photo(
     ctx: StageContext, graph: JobGraph, plan: PhotoPlan, options: RunOptions, report: RunReport
-) -> None:
+) -> list[FaceRecord]:
+    """Align the photo and check its edits against the faces found; returns the faces."""
     pid = plan.photo_id
     align = _run(ctx, graph.align_job(plan), options)
     for note in align.result.info.get("warnings", []):
         ctx.display.warn(f"photo {pid}: {note}")
     faces = align_stage.faces(align.result)
     report.rows.append(_row(align, f"{len(faces)} face(s)"))
+    problems = edit_problems(plan, faces)
+    if problems:
+        raise EditProblems("; ".join(problems))
+    return faces
+
+
+def _run_photo(
+    ctx: StageContext,
+    graph: JobGraph,
+    plan: PhotoPlan,
+    faces: list[FaceRecord],
+    options: RunOptions,
+    report: RunReport,
+) -> None:
+    pid = plan.photo_id
     last = STAGES.index(options.only) if options.only else len(STAGES) - 1
     outputs: list[Path] = []
     for job in graph.face_jobs(plan, faces):

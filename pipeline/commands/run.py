@@ -57,6 +57,8 @@ def execute(spec: Spec, args: argparse.Namespace, workdir: Path, out: Path) -> i
         print(f"results in {out}/ ({len(files)} files; cache in {workdir}/)")
     for photo, message in report.failures.items():
         print(f"dragpipe: photo {photo} failed: {message}")
+    for note in report.notes:
+        print(f"dragpipe: {note}")
     return 1 if report.failures else 0
 
 

@@ -208,9 +208,7 @@ def _resolve(base_dir: Path, value: str) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
-def _check_file(
-    found: _Collector, where: Path_, base_dir: Path, what: str, image: bool = False
-) -> Path | None:
+def _check_file(found: _Collector, where: Path_, base_dir: Path, what: str) -> Path | None:
     value = _lookup(found.loaded.data, where)
     if not isinstance(value, str) or not value.strip():
         return None
@@ -219,13 +217,23 @@ def _check_file(
         state = "is a directory" if path.is_dir() else "does not exist"
         found.add(where, f"the {what} {path} {state}", f"an existing {what}")
         return None
-    if image:
-        try:
-            check_image_file(path, what)
-        except ImageFileError as exc:
-            found.add(where, f"the {what} {path} {exc.reason}", f"a usable {what}: {exc.advice}")
-            return None
     return path
+
+
+def _check_image(
+    found: _Collector, where: Path_, base_dir: Path, what: str
+) -> tuple[Path, tuple[int, int]] | None:
+    """An image file that exists, is complete and within the size limit: (path, its size as
+    shown, after EXIF orientation)."""
+    path = _check_file(found, where, base_dir, what)
+    if path is None:
+        return None
+    try:
+        size = check_image_file(path, what)
+    except ImageFileError as exc:
+        found.add(where, f"the {what} {path} {exc.reason}", f"a usable {what}: {exc.advice}")
+        return None
+    return path, size
 
 
 def _check_generator(found: _Collector, base_dir: Path) -> None:
@@ -257,7 +265,7 @@ def _check_files(data: dict, base_dir: Path, found: _Collector, require_generato
     for i, photo in _dicts(data.get("photos")):
         if not isinstance(photo, dict):
             continue
-        _check_file(found, ("photos", i, "path"), base_dir, "photo", image=True)
+        shown = _check_image(found, ("photos", i, "path"), base_dir, "photo")
         landmarks = _check_file(found, ("photos", i, "landmarks"), base_dir, "landmarks file")
         if landmarks is not None:
             _check_landmarks(landmarks, photo.get("face"), ("photos", i), found)
@@ -265,9 +273,31 @@ def _check_files(data: dict, base_dir: Path, found: _Collector, require_generato
             mask = edit.get("mask") if isinstance(edit, dict) else None
             items = [(None, mask)] if isinstance(mask, dict) else _dicts(mask)
             for k, item in items:
-                if isinstance(item, dict) and "png" in item:
-                    where = ("photos", i, "edits", j, "mask") + (() if k is None else (k,))
-                    _check_file(found, where + ("png",), base_dir, "mask image", image=True)
+                if not (isinstance(item, dict) and "png" in item):
+                    continue
+                where = ("photos", i, "edits", j, "mask") + (() if k is None else (k,))
+                image = _check_image(found, where + ("png",), base_dir, "mask image")
+                space = item.get("space") or edit.get("space") or "photo"
+                if image is not None and shown is not None and space == "photo":
+                    _check_mask_size(found, where + ("png",), image, shown)
+
+
+def _check_mask_size(
+    found: _Collector,
+    where: Path_,
+    mask: tuple[Path, tuple[int, int]],
+    photo: tuple[Path, tuple[int, int]],
+) -> None:
+    """A photo-space mask image has the photo's size (both as shown, after EXIF orientation)."""
+    (path, (width, height)), (photo_path, (photo_w, photo_h)) = mask, photo
+    if (width, height) != (photo_w, photo_h):
+        found.add(
+            where,
+            f"the photo-space mask image {path} is {width}x{height} but the photo "
+            f"{photo_path.name} is {photo_w}x{photo_h}",
+            "a mask drawn on the photo itself (same size), or 'space: aligned' for a mask of "
+            "the aligned face",
+        )
 
 
 def _check_landmarks(path: Path, face: Any, where: Path_, found: _Collector) -> None:

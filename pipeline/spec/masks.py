@@ -39,13 +39,14 @@ def resolve_mask(
     landmarks_aligned: np.ndarray,  # [68, 2] float, aligned pixels (x, y)
     transform: AlignTransform,
     output_size: int | None = None,
+    face: int | None = None,
 ) -> np.ndarray | None:
     """The edit's mask [S, S] float32 in [0, 1] (1 = may move), or None without a mask.
 
     ``S = output_size`` (default: the aligned image's side); coordinates are aligned pixels
     of ``transform`` and are scaled when S differs. Raises ``PipelineError`` naming the
     photo, edit and file for an unreadable or wrongly sized PNG, or a mask that covers no
-    pixel of this face.
+    pixel of this face (``face``: its index in the photo, for the message).
     """
     if not edit.mask:
         return None
@@ -67,7 +68,8 @@ def resolve_mask(
     if not np.any(mask > 0):
         raise PipelineError(
             f"{edit.where}: photo {edit.photo_id!r}, edit {edit.name!r}: the mask covers no "
-            "pixel of the aligned face, so nothing could move: check its position and space"
+            f"pixel of {'the face' if face is None else f'face {face}'}'s aligned crop, so "
+            "nothing could move: check its position and space"
         )
     return mask
 

@@ -86,8 +86,10 @@ def resolve(edit: EditSpec, record: FaceRecord) -> tuple[np.ndarray, np.ndarray,
     from pipeline.spec.masks import resolve_mask
     from pipeline.spec.points import resolve_points
 
-    handles, targets = resolve_points(edit, record.aligned_landmarks, record.transform)
-    mask = resolve_mask(edit, record.aligned_landmarks, record.transform)
+    handles, targets = resolve_points(
+        edit, record.aligned_landmarks, record.transform, record.index
+    )
+    mask = resolve_mask(edit, record.aligned_landmarks, record.transform, face=record.index)
     return np.asarray(handles), np.asarray(targets), mask
 
 
