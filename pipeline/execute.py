@@ -24,6 +24,7 @@ from pipeline.store import Result, Store, explain_change
 CACHED = "cached"
 TO_COMPUTE = "to be computed"
 STALE = "stale"
+AFTER_ALIGNMENT = "after alignment"  # a job whose key the photo's alignment decides
 FORCED = "--force"
 
 
@@ -34,6 +35,18 @@ class JobStatus:
     job: Job
     state: str  # CACHED | TO_COMPUTE | STALE
     why: str = ""
+
+    @property
+    def photo(self) -> str:
+        return self.job.photo
+
+    @property
+    def stage(self) -> str:
+        return self.job.stage
+
+    @property
+    def what(self) -> str:
+        return self.job.what
 
 
 def judge(store: Store, job: Job, forced: bool = False) -> JobStatus:

@@ -14,9 +14,9 @@ from pipeline.progress import Display
 from pipeline.stages import STAGES
 
 if TYPE_CHECKING:
-    from pipeline.execute import JobStatus
     from pipeline.runner import RunReport
     from pipeline.spec import Spec
+    from pipeline.status import Status
 
 DEFAULT_WORKDIR = ".dragpipe"
 DEFAULT_OUT = "dragpipe-out"
@@ -130,12 +130,14 @@ def print_summary(report: RunReport) -> None:
     _console().print(table)
 
 
-def print_status(statuses: list[JobStatus]) -> None:
+def print_status(statuses: list[Status]) -> None:
     table = Table(title="dragpipe status", title_justify="left")
     for column in ("photo", "stage", "what", "state", "why"):
         table.add_column(column, overflow="fold")
     for status in statuses:
-        style = {"cached": "cyan", "stale": "yellow"}.get(status.state, "")
-        job = status.job
-        table.add_row(job.photo, job.stage, job.what, status.state, status.why, style=style)
+        style = {"cached": "cyan", "stale": "yellow", "after alignment": "dim"}.get(
+            status.state, ""
+        )
+        row = (status.photo, status.stage, status.what, status.state, status.why)
+        table.add_row(*row, style=style)
     _console().print(table)

@@ -63,15 +63,20 @@ def execute(spec: Spec, args: argparse.Namespace, workdir: Path, out: Path) -> i
 
 
 def dry_run(spec: Spec, options: RunOptions, display: Display) -> int:
-    from pipeline.execute import CACHED
+    from pipeline.execute import AFTER_ALIGNMENT, CACHED
     from pipeline.plan import JobGraph
     from pipeline.runner import make_context
     from pipeline.status import spec_status
 
     statuses = spec_status(JobGraph.of(spec, make_context(spec, options, display)), options.force)
     _shared.print_status(statuses)
-    todo = sum(status.state != CACHED for status in statuses)
-    print(f"dry run: {todo} of {len(statuses)} stage results would be computed")
+    known = [status for status in statuses if status.state != AFTER_ALIGNMENT]
+    todo = sum(status.state != CACHED for status in known)
+    line = f"dry run: {todo} of {len(known)} stage results would be computed"
+    later = len(statuses) - len(known)
+    if later:
+        line += f"; {later} more are decided after alignment (which faces, and whether cached)"
+    print(line)
     return 0
 
 

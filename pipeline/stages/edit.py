@@ -1,8 +1,9 @@
 """Edit stage: one DragGAN edit of one inverted face.
 
 Key: the drag config, the edit's points and mask as written in the spec (plus the digest of
-a mask file), the face index, the inversion's key and, for a chained edit (``from:``), the
-key of the edit it starts from. Result files:
+a mask file), the face's geometry (aligned landmarks and transform, ``FaceRecord.geometry``:
+the same face is the same work whichever selection found it), the inversion's key and, for
+a chained edit (``from:``), the key of the edit it starts from. Result files:
 
 - ``ws.safetensors``: ``ws`` [1, num_ws, w_dim] after the drag (a chained edit starts here);
 - ``before.png`` / ``edited.png``: the aligned image the drag started from / ended with;
@@ -104,11 +105,12 @@ class EditTask:
     config: DragConfig
     align: Ref  # the alignment (the face's landmarks and transform)
     face: int  # index into the alignment's selected faces
+    geometry: str  # ``FaceRecord.geometry`` of that face: its identity in the key
     invert: Ref  # the face's inversion (tuned generator, pivot)
     start: Ref | None  # the edit this one starts from (``from:``), or None: the pivot
 
     def material(self, store: Store) -> KeyMaterial:
-        inputs: dict[str, Any] = {"invert": self.invert.key}
+        inputs: dict[str, Any] = {"invert": self.invert.key, "face": self.geometry}
         if self.start is not None:
             inputs["start"] = self.start.key
         digest = mask_digest(self.edit, store)
@@ -117,11 +119,7 @@ class EditTask:
         return KeyMaterial(
             stage=self.STAGE,
             version=VERSION,
-            params={
-                "drag": self.config.to_dict(),
-                "points": points_params(self.edit),
-                "face": {"index": self.face},
-            },
+            params={"drag": self.config.to_dict(), "points": points_params(self.edit)},
             inputs=inputs,
         )
 

@@ -1,7 +1,8 @@
 """Invert stage: PTI (W projection, then pivotal tuning) of one aligned face.
 
-Key: the projection and tuning configs, the face index, the alignment result's key and the
-generator file's digest. Result files:
+Key: the projection and tuning configs, the digest of the aligned crop (so the same face is
+the same work, whichever face selection or spec found it) and the generator file's digest.
+Result files:
 
 - ``ws.safetensors``: ``ws`` [1, num_ws, w_dim], the pivot latent;
 - ``generator.safetensors``: the tuned generator as an fp16 delta against the base
@@ -82,7 +83,8 @@ class InvertTask:
     STAGE: ClassVar[str] = "invert"
 
     align: Ref
-    face: int  # index into the alignment's selected faces
+    face: int  # index into the alignment's selected faces (where its crop is)
+    crop: str  # the crop's digest (``FaceRecord.crop``): the face's identity in the key
     project: ProjectConfig
     tune: TuneConfig
     generator: str  # the base checkpoint's digest
@@ -91,12 +93,8 @@ class InvertTask:
         return KeyMaterial(
             stage=self.STAGE,
             version=VERSION,
-            params={
-                "project": self.project.to_dict(),
-                "tune": self.tune.to_dict(),
-                "face": {"index": self.face},
-            },
-            inputs={"align": self.align.key, "generator": self.generator},
+            params={"project": self.project.to_dict(), "tune": self.tune.to_dict()},
+            inputs={"face": self.crop, "generator": self.generator},
         )
 
     def needs(self) -> tuple[Ref, ...]:

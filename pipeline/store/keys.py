@@ -169,6 +169,7 @@ _INPUT_WORDS = {
     "start": "the edit it starts from changed",
     "edits": "an edit changed",
     "mask": "mask changed",
+    "face": "aligned face changed",
 }
 
 
