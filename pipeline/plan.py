@@ -30,6 +30,7 @@ from inversion import ProjectConfig, TuneConfig
 from pipeline.alignment import AlignConfig
 from pipeline.compositing import CompositeConfig
 from pipeline.errors import UsageError
+from pipeline.execute import AFTER_ALIGNMENT
 from pipeline.jobs import Job
 from pipeline.spec import EditSpec, PhotoSpec, Spec
 from pipeline.stages import align, composite, edit, invert
@@ -265,3 +266,4 @@ class Later:
     stage: str
     what: str
     why: str
+    state: str = AFTER_ALIGNMENT  # as a status (``pipeline.status``)

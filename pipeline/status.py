@@ -10,47 +10,20 @@ only once it is stored; before, they are listed as decided after alignment
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pipeline.execute import AFTER_ALIGNMENT, CACHED, STALE, TO_COMPUTE, JobStatus, judge
 from pipeline.plan import JobGraph, Later
 
-
-@dataclass(frozen=True)
-class LaterStatus:
-    """A ``Later`` row of the outline, shown as a status."""
-
-    later: Later
-    state: str = AFTER_ALIGNMENT
-
-    @property
-    def photo(self) -> str:
-        return self.later.photo
-
-    @property
-    def stage(self) -> str:
-        return self.later.stage
-
-    @property
-    def what(self) -> str:
-        return self.later.what
-
-    @property
-    def why(self) -> str:
-        return self.later.why
-
-
-Status = JobStatus | LaterStatus
+Status = JobStatus | Later  # a ``Later`` reads as a status: its state is AFTER_ALIGNMENT
 
 
 def spec_status(graph: JobGraph, force: frozenset[str] = frozenset()) -> list[Status]:
     """Every job of the graph with its state, in run order (``force``: stages a run would
-    recompute even when cached); what the alignments have yet to decide as ``LaterStatus``."""
+    recompute even when cached); what the alignments have yet to decide as ``Later``."""
     out: list[Status] = []
     for photo in graph.photos:
         for item in graph.outline(photo):
             if isinstance(item, Later):
-                out.append(LaterStatus(item))
+                out.append(item)
             else:
                 out.append(judge(graph.store, item, item.stage in force))
     return out
