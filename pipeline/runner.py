@@ -33,6 +33,7 @@ from inversion.metrics import describe as describe_inversion
 from pipeline.checks import edit_problems
 from pipeline.errors import PipelineError, UsageError
 from pipeline.execute import CACHED, Outcome, judge, run_job
+from pipeline.folders import folder_problem
 from pipeline.jobs import Job
 from pipeline.plan import JobGraph, PhotoPlan
 from pipeline.progress import Display
@@ -44,7 +45,7 @@ from pipeline.stages.align import FaceRecord
 from pipeline.stages.composite import CompositeTask
 from pipeline.stages.context import StageContext
 from pipeline.stages.edit import BEFORE, EDITED, TRAJECTORY
-from pipeline.store import Result, RunLock
+from pipeline.store import Result, RunLock, Store
 from pipeline.store.keys import sha256_file
 
 
@@ -119,14 +120,37 @@ def forced_stages(force: str | None) -> frozenset[str]:
     return frozenset(STAGES[STAGES.index(force) :])
 
 
-def make_context(spec: Spec, options: RunOptions, display: Display) -> StageContext:
+def make_context(
+    spec: Spec, options: RunOptions, display: Display, read_only: bool = False
+) -> StageContext:
+    """The run's context (``read_only``: on a store that writes nothing, for status)."""
     return StageContext.open(
         options.workdir,
         Path(spec.generator),
         resolve_device(options.device),
         display,
         options.checkpoint_every,
+        read_only,
     )
+
+
+def check_writable(spec: Spec, options: RunOptions) -> None:
+    """Fail before any work when the run could not write its workdir or its ``--out`` folder
+    (a file in the way, a read-only folder): a ``UsageError`` naming the path."""
+    problem = Store(options.workdir).unwritable()
+    if problem is not None:
+        raise UsageError(
+            f"cannot use the workdir {options.workdir}: {problem}; fix that, or give "
+            "another folder with --workdir DIR"
+        )
+    folders = [options.out, *(options.out / photo.id for photo in spec.photos)]
+    for folder in folders:
+        problem = folder_problem(folder)
+        if problem is not None:
+            raise UsageError(
+                f"cannot write the results to {options.out}: {problem}; fix that, or give "
+                "another folder with --out DIR"
+            )
 
 
 def run_spec(spec: Spec, options: RunOptions, display: Display) -> RunReport:
@@ -137,6 +161,7 @@ def run_spec(spec: Spec, options: RunOptions, display: Display) -> RunReport:
     inversion starts; without ``keep_going`` a problem ends the run there. Then each photo's
     inversions, edits and composites, photo by photo.
     """
+    check_writable(spec, options)
     options.workdir.mkdir(parents=True, exist_ok=True)
     report = RunReport()
     lock = RunLock(
@@ -281,12 +306,18 @@ def _edit_metrics(m: dict[str, object]) -> str:
 
 def _copy_if_changed(source: Path, target: Path, digest: str | None = None) -> Path:
     """Copy ``source`` to ``target`` atomically unless ``target`` already has its bytes."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_file() and target.stat().st_size == source.stat().st_size:
-        if sha256_file(target) == (digest or sha256_file(source)):
-            return target
-    with atomic_write(target) as tmp:
-        shutil.copyfile(source, tmp)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_file() and target.stat().st_size == source.stat().st_size:
+            if sha256_file(target) == (digest or sha256_file(source)):
+                return target
+        with atomic_write(target) as tmp:
+            shutil.copyfile(source, tmp)
+    except OSError as exc:  # e.g. the folder became read-only during the run
+        raise PipelineError(
+            f"cannot write {target}: {exc.strerror or exc}; the result stays in the cache: "
+            "fix the folder and run again (nothing is recomputed)"
+        ) from None
     return target
 
 

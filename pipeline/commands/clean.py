@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
         keep: set[tuple[str, str]] = set()
         if spec is not None and not args.all:
             options = RunOptions(workdir=workdir, out=workdir, device="cpu")
-            graph = JobGraph.of(spec, make_context(spec, options, _shared.display_of(args)))
-            store = graph.store
+            ctx = make_context(spec, options, _shared.display_of(args), read_only=True)
+            graph = JobGraph.of(spec, ctx)
             keep = {(job.stage, job.key) for job in graph.all_jobs()}
         freed, removed = 0, 0
         for stage, key in store.all_results():

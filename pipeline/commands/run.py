@@ -65,10 +65,12 @@ def execute(spec: Spec, args: argparse.Namespace, workdir: Path, out: Path) -> i
 def dry_run(spec: Spec, options: RunOptions, display: Display) -> int:
     from pipeline.execute import AFTER_ALIGNMENT, CACHED
     from pipeline.plan import JobGraph
-    from pipeline.runner import make_context
+    from pipeline.runner import check_writable, make_context
     from pipeline.status import spec_status
 
-    statuses = spec_status(JobGraph.of(spec, make_context(spec, options, display)), options.force)
+    check_writable(spec, options)  # what the real run would find first
+    ctx = make_context(spec, options, display, read_only=True)
+    statuses = spec_status(JobGraph.of(spec, ctx), options.force)
     _shared.print_status(statuses)
     known = [status for status in statuses if status.state != AFTER_ALIGNMENT]
     todo = sum(status.state != CACHED for status in known)

@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
     spec = _shared.load(args.spec)
     workdir = _shared.workdir_of(args, args.spec)
     display = _shared.display_of(args)
-    ctx = make_context(spec, RunOptions(workdir=workdir, out=workdir, device="cpu"), display)
+    options = RunOptions(workdir=workdir, out=workdir, device="cpu")
+    ctx = make_context(spec, options, display, read_only=True)  # status writes nothing
     statuses = spec_status(JobGraph.of(spec, ctx))
     _shared.print_status(statuses)
     print(f"{counts_line(summarise(statuses))} (workdir {workdir})")

@@ -35,7 +35,9 @@ class StageContext:
         device: torch.device,
         display: Display,
         checkpoint_every: int = 25,
+        read_only: bool = False,
     ) -> StageContext:
-        """A context on the store in ``workdir`` for the checkpoint ``generator``."""
-        store = Store(workdir, report=display.warn)
+        """A context on the store in ``workdir`` for the checkpoint ``generator``
+        (``read_only``: a store that writes nothing, for ``status`` and dry runs)."""
+        store = Store(workdir, report=display.warn, read_only=read_only)
         return cls(store, display, device, Generators(store, generator, device), checkpoint_every)

@@ -12,6 +12,10 @@ Layout under the workdir::
 Only this module knows these names: everything else asks ``Store`` (results by stage and
 key, partial results, refs, generator facts, file digests). Every file is written through
 ``draggan.atomic_write`` (temporary file, fsync, ``os.replace``, fsync of the folder).
+``Store(root, read_only=True)`` (``status``, ``run --dry-run``) writes nothing: digests it
+computes and generator facts it learns stay in memory, a damaged result is reported but
+left in place, and any write is refused. ``unwritable()`` says, before a run does any
+work, which of the store's folders or files it could not write.
 
 A result is computed in its ``partial`` directory; long loops save their state in its
 ``checkpoints/`` subdirectory every few steps so a killed run resumes there. Publishing
@@ -38,7 +42,9 @@ from safetensors.torch import load_file, save_file
 
 from draggan.atomic_write import atomic_write, fsync_path, write_bytes_atomic
 from pipeline.errors import PipelineError
+from pipeline.folders import folder_problem
 from pipeline.store.keys import DigestCache, KeyMaterial, canonical, sha256_file
+from pipeline.store.lock import LOCK_NAME
 
 MANIFEST = "manifest.json"
 CHECKPOINTS = "checkpoints"
@@ -227,10 +233,12 @@ class Store:
     ``file_digest``.
     """
 
-    def __init__(self, root: Path, report: Reporter | None = None):
+    def __init__(self, root: Path, report: Reporter | None = None, read_only: bool = False):
         self.root = Path(root)
         self.report = report or (lambda message: None)
+        self.read_only = read_only
         self._digests: DigestCache | None = None
+        self._generators: dict[str, dict[str, Any]] = {}  # learnt while read-only
         # Results this process verified (or committed), with their files' (size, mtime):
         # ``result`` re-verifies only when those changed.
         self._verified: dict[Ref, tuple[Result, tuple]] = {}
@@ -245,7 +253,7 @@ class Store:
     @property
     def digests(self) -> DigestCache:
         if self._digests is None:
-            self._digests = DigestCache(self.root / DIGESTS)
+            self._digests = DigestCache(self.root / DIGESTS, persist=not self.read_only)
         return self._digests
 
     def file_digest(self, path: Path) -> str:
@@ -298,6 +306,9 @@ class Store:
         try:
             result = self._verify(path, ref.key)
         except DamagedResult as exc:
+            if self.read_only:
+                self.report(f"{exc}; a run will remove it and recompute it")
+                return None
             self.report(f"{exc}; removing it and {then}")
             shutil.rmtree(path, ignore_errors=True)
             self._verified.pop(ref, None)
@@ -341,10 +352,32 @@ class Store:
 
     def begin(self, material: KeyMaterial) -> Pending:
         """Start (or resume, keeping its checkpoints) computing the result for ``material``."""
+        self._writing()
         return Pending(self, material)
+
+    def _writing(self) -> None:
+        if self.read_only:
+            raise PipelineError(f"internal: a write to the read-only store {self.root}")
+
+    def unwritable(self) -> str | None:
+        """Why a run could not write this store (its folder, an existing subfolder of its
+        layout or the lock file), in words naming the path; None when it can."""
+        problem = folder_problem(self.root)
+        if problem is not None or not self.root.is_dir():
+            return problem
+        folders = [self.root / name for name in (RESULTS, PARTIAL, REFS, GENERATORS)]
+        folders += [p for name in (RESULTS, REFS) for p in _subfolders(self.root / name)]
+        for folder in folders:
+            if folder.exists() and (problem := folder_problem(folder)) is not None:
+                return problem
+        lock = self.root / LOCK_NAME
+        if lock.exists() and not os.access(lock, os.W_OK):
+            return f"{lock} is not writable"
+        return None
 
     def remove(self, stage: str, key: str) -> bool:
         """Delete a complete result; False when there was none."""
+        self._writing()
         self._verified.pop(Ref(stage, key), None)
         path = self.result_dir(stage, key)
         if path.exists():
@@ -383,6 +416,7 @@ class Store:
         return _tree_size(self.partial_dir(stage, key))
 
     def remove_partial(self, stage: str, key: str) -> None:
+        self._writing()
         shutil.rmtree(self.partial_dir(stage, key), ignore_errors=True)
 
     # Refs: what each slot (photo, stage, edit) last resolved to, for `status` ----------------
@@ -390,6 +424,7 @@ class Store:
         return self.root / REFS / photo_id / f"{slot}.json"
 
     def write_ref(self, photo_id: str, slot: str, material: KeyMaterial) -> None:
+        self._writing()
         path = self._ref_path(photo_id, slot)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, {"key": material.key, "material": material.to_dict()})
@@ -409,10 +444,13 @@ class Store:
 
     def drop_refs(self) -> None:
         """Forget every ref (``clean --all``)."""
+        self._writing()
         shutil.rmtree(self.root / REFS, ignore_errors=True)
 
     # Generator facts, by checkpoint digest (so `status` need not load a checkpoint) --------
     def generator_info(self, digest: str) -> dict[str, Any] | None:
+        if digest in self._generators:
+            return dict(self._generators[digest])
         try:
             data = json.loads((self.root / GENERATORS / f"{digest}.json").read_text())
         except (OSError, ValueError):
@@ -420,6 +458,10 @@ class Store:
         return data if isinstance(data, dict) else None
 
     def remember_generator(self, digest: str, info: dict[str, Any]) -> None:
+        """Keep facts about a checkpoint (on disk; in memory only when read-only)."""
+        if self.read_only:
+            self._generators[digest] = dict(info)
+            return
         path = self.root / GENERATORS / f"{digest}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, canonical(info))
@@ -435,6 +477,10 @@ def _stamp(result: Result) -> tuple:
         )
     except OSError:
         return ()
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
 def _tree_size(path: Path) -> int:
