@@ -173,22 +173,43 @@ def run_spec(spec: Spec, options: RunOptions, display: Display) -> RunReport:
         ctx = make_context(spec, options, display)
         graph = JobGraph.of(spec, ctx)
         check_perceptual_weights(graph.photos)
-        aligned: list[tuple[PhotoPlan, list[FaceRecord]]] = []
-        for plan in graph.photos:
-            with _photo_failures(plan, options, report, display):
-                aligned.append((plan, _align_photo(ctx, graph, plan, options, report)))
-        if report.failures and not options.keep_going:
-            report.notes.append(
-                "stopped after the alignments, before any inversion: fix the problems above "
-                "(or use --keep-going to run the other photos)"
-            )
-            return report
-        for plan, faces in aligned:
-            with _photo_failures(plan, options, report, display):
-                _run_photo(ctx, graph, plan, faces, options, report)
-            if report.failures and not options.keep_going:
-                break
+        if spec.path.is_file():  # so `clean` of another spec keeps this one's work
+            ctx.store.record_spec(spec.path)
+        try:
+            _run_photos(ctx, graph, options, report)
+        finally:
+            _record_results(ctx, graph)
     return report
+
+
+def _run_photos(ctx: StageContext, graph: JobGraph, options: RunOptions, report: RunReport):
+    aligned: list[tuple[PhotoPlan, list[FaceRecord]]] = []
+    for plan in graph.photos:
+        with _photo_failures(plan, options, report, ctx.display):
+            aligned.append((plan, _align_photo(ctx, graph, plan, options, report)))
+    if report.failures and not options.keep_going:
+        report.notes.append(
+            "stopped after the alignments, before any inversion: fix the problems above "
+            "(or use --keep-going to run the other photos)"
+        )
+        return
+    for plan, faces in aligned:
+        with _photo_failures(plan, options, report, ctx.display):
+            _run_photo(ctx, graph, plan, faces, options, report)
+        if report.failures and not options.keep_going:
+            break
+
+
+def _record_results(ctx: StageContext, graph: JobGraph) -> None:
+    """Record the results the spec now uses (every job known after this run), for
+    ``clean`` when this spec cannot be read later."""
+    path = graph.spec.path
+    if not path.is_file():
+        return
+    try:
+        ctx.store.record_spec(path, {job.ref for job in graph.all_jobs()})
+    except (PipelineError, OSError) as exc:
+        ctx.display.warn(f"could not record the results {path} uses: {exc}")
 
 
 @contextmanager

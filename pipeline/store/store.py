@@ -5,6 +5,7 @@ Layout under the workdir::
     results/<stage>/<key>/        a complete result: its files + manifest.json (written last)
     partial/<stage>-<key>/        a result being computed: files so far + checkpoints/
     refs/<photo id>/<slot>.json   the key material last used for a slot (for ``status``)
+    specs/<id>.json               a spec that ran here and the results it used (for ``clean``)
     generators/<digest>.json      facts about a generator checkpoint (its resolution, ...)
     digests.json                  file digests cached by path, size and mtime
     lock                          the run lock (``pipeline.store.lock``)
@@ -31,7 +32,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,18 +44,19 @@ from safetensors.torch import load_file, save_file
 from draggan.atomic_write import atomic_write, fsync_path, write_bytes_atomic
 from pipeline.errors import PipelineError
 from pipeline.folders import folder_problem
-from pipeline.store.keys import DigestCache, KeyMaterial, canonical, sha256_file
+from pipeline.store.keys import DigestCache, KeyMaterial, canonical, sha256_bytes, sha256_file
 from pipeline.store.lock import LOCK_NAME
 
 MANIFEST = "manifest.json"
 CHECKPOINTS = "checkpoints"
 MANIFEST_FORMAT = "dragpipe-result-1"
-RESULTS, PARTIAL, REFS, GENERATORS, DIGESTS = (
+RESULTS, PARTIAL, REFS, GENERATORS, DIGESTS, SPECS = (
     "results",
     "partial",
     "refs",
     "generators",
     "digests.json",
+    "specs",
 )
 
 Reporter = Callable[[str], None]
@@ -228,7 +230,9 @@ class Store:
     Results: ``exists`` (cheap), ``lookup(material)`` / ``result(ref)`` (verified),
     ``begin(material)`` -> ``Pending`` -> ``commit``; ``all_results``, ``partials``,
     ``remove``, ``remove_partial``, ``size_of``. Refs (what each slot of a photo last
-    resolved to, for ``status``): ``write_ref``, ``read_ref``, ``ref_slots``, ``drop_refs``.
+    resolved to, for ``status``): ``write_ref``, ``read_ref``, ``ref_slots``, ``drop_refs``,
+    ``ref_names``. Specs that ran here (for ``clean``): ``record_spec``,
+    ``recorded_specs``, ``forget_spec``, ``forget_specs``.
     Generator facts: ``generator_info``, ``remember_generator``. User files:
     ``file_digest``.
     """
@@ -365,7 +369,7 @@ class Store:
         problem = folder_problem(self.root)
         if problem is not None or not self.root.is_dir():
             return problem
-        folders = [self.root / name for name in (RESULTS, PARTIAL, REFS, GENERATORS)]
+        folders = [self.root / name for name in (RESULTS, PARTIAL, REFS, GENERATORS, SPECS)]
         folders += [p for name in (RESULTS, REFS) for p in _subfolders(self.root / name)]
         for folder in folders:
             if folder.exists() and (problem := folder_problem(folder)) is not None:
@@ -447,6 +451,72 @@ class Store:
         self._writing()
         shutil.rmtree(self.root / REFS, ignore_errors=True)
 
+    def ref_names(self) -> dict[Ref, list[str]]:
+        """Every result some slot last resolved to, with those slots' names
+        ('<photo> <slot>'), for people to recognise a key."""
+        names: dict[Ref, list[str]] = {}
+        base = self.root / REFS
+        for path in sorted(base.glob("*/*.json")) if base.is_dir() else []:
+            data = self.read_ref(path.parent.name, path.stem)
+            if data is not None and isinstance(data["material"], dict):
+                ref = Ref(str(data["material"].get("stage")), str(data.get("key")))
+                names.setdefault(ref, []).append(f"{path.parent.name} {path.stem}")
+        return names
+
+    # Specs that use this workdir (so `clean` keeps every spec's work) ----------------------
+    def record_spec(self, spec: Path, results: Iterable[Ref] | None = None) -> None:
+        """Remember that ``spec`` runs in this workdir, with the results it uses (None: keep
+        those recorded before). The path is also kept relative to the workdir, which is the
+        one read once the workdir is no longer where it was (a project folder moved or
+        copied as a whole still finds its own specs)."""
+        self._writing()
+        spec = Path(spec).resolve()
+        known = self.recorded_specs()
+        previous = next((item for item in known if item.path == spec), None)
+        if results is None:
+            results = previous.results if previous is not None else ()
+        for item in known:  # older records of the same file (e.g. before a move)
+            if item.path == spec and item.file.name != _spec_file_name(spec):
+                item.file.unlink(missing_ok=True)
+        folder = self.root / SPECS
+        folder.mkdir(parents=True, exist_ok=True)
+        data = {
+            "spec": str(spec),
+            "workdir": str(self.root.resolve()),
+            "relative": os.path.relpath(spec, self.root.resolve()),
+            "results": sorted([ref.stage, ref.key] for ref in set(results)),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        write_json_atomic(folder / _spec_file_name(spec), data)
+
+    def recorded_specs(self) -> list[RecordedSpec]:
+        """The specs recorded as running in this workdir (one per spec file)."""
+        found: dict[Path, RecordedSpec] = {}
+        folder = self.root / SPECS
+        for file in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                data = json.loads(file.read_text())
+                moved = data["workdir"] != str(self.root.resolve())
+                path = (self.root / data["relative"]).resolve() if moved else Path(data["spec"])
+                results = frozenset(Ref(str(s), str(k)) for s, k in data["results"])
+            except (OSError, ValueError, KeyError, TypeError):
+                self.report(f"ignoring the unreadable spec record {file}")
+                continue
+            if path in found:  # two records of one file: both sets of results
+                results |= found[path].results
+            found[path] = RecordedSpec(path, results, file)
+        return list(found.values())
+
+    def forget_spec(self, recorded: RecordedSpec) -> None:
+        """Drop a spec's record (``clean`` when the spec no longer exists)."""
+        self._writing()
+        recorded.file.unlink(missing_ok=True)
+
+    def forget_specs(self) -> None:
+        """Drop every spec record (``clean --all``)."""
+        self._writing()
+        shutil.rmtree(self.root / SPECS, ignore_errors=True)
+
     # Generator facts, by checkpoint digest (so `status` need not load a checkpoint) --------
     def generator_info(self, digest: str) -> dict[str, Any] | None:
         if digest in self._generators:
@@ -477,6 +547,19 @@ def _stamp(result: Result) -> tuple:
         )
     except OSError:
         return ()
+
+
+@dataclass(frozen=True)
+class RecordedSpec:
+    """A spec recorded as running in a workdir, and the results its last run used."""
+
+    path: Path  # the spec file (it may no longer exist)
+    results: frozenset[Ref]
+    file: Path  # the record itself
+
+
+def _spec_file_name(spec: Path) -> str:
+    return f"{sha256_bytes(str(spec).encode())[:16]}.json"
 
 
 def _subfolders(folder: Path) -> list[Path]:
