@@ -5,10 +5,13 @@ soon as the photo is aligned: which face a photo-space edit belongs to, whether 
 point lands inside its face's aligned crop, whether its mask resolves (a mask image of the
 photo's size, a mask that covers part of the face). ``edit_problems`` runs all of this for
 every edit and face of a photo; the runner calls it right after the alignments, for every
-photo, and starts no inversion of a photo with a problem.
+photo, and starts no inversion of a photo with a problem. ``edit_notes`` says what would
+run but do nothing (handles that already sit on their targets).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from pipeline.errors import PipelineError
 from pipeline.plan import PhotoPlan
@@ -32,3 +35,23 @@ def edit_problems(photo: PhotoPlan, faces: list[FaceRecord]) -> list[str]:
             except PipelineError as exc:
                 problems.append(str(exc))
     return problems
+
+
+def edit_notes(photo: PhotoPlan, faces: list[FaceRecord]) -> list[str]:
+    """Edits that can run but will change nothing: every handle already within the drag's
+    stop distance of its target (call after ``edit_problems`` found none)."""
+    notes = []
+    for plan in photo.edits:
+        for k in plan.face_indices(faces):
+            handles, targets, _ = edit_stage.resolve(plan.spec, faces[k])
+            distances = np.linalg.norm(handles - targets, axis=1)  # [K] aligned px
+            stop = plan.drag.stop_distance_at(photo.resolution)
+            if np.all(distances <= stop):
+                apart = " ".join(f"{d:.1f}" for d in distances)
+                notes.append(
+                    f"{plan.spec.where}: photo {photo.photo_id!r}, edit {plan.name!r} (face "
+                    f"{faces[k].index}): every handle already sits on its target ({apart} "
+                    f"aligned px apart, the drag stops within {stop:g}): it will change "
+                    "nothing; move the targets further"
+                )
+    return notes

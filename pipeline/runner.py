@@ -29,10 +29,10 @@ import torch
 from draggan.atomic_write import atomic_write
 from draggan.errors import DragganError
 from inversion.errors import InversionError
-from inversion.metrics import describe as describe_inversion
-from pipeline.checks import edit_problems
-from pipeline.errors import PipelineError, UsageError
-from pipeline.execute import CACHED, Outcome, judge, run_job
+from pipeline import summary
+from pipeline.checks import edit_notes, edit_problems
+from pipeline.errors import Interrupted, PipelineError, UsageError
+from pipeline.execute import CACHED, Outcome, judge, run_job, saved_progress
 from pipeline.folders import folder_problem
 from pipeline.jobs import Job
 from pipeline.plan import JobGraph, PhotoPlan
@@ -80,6 +80,7 @@ class RunReport:
     rows: list[Row] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # photo id -> error message
     outputs: dict[str, list[Path]] = field(default_factory=dict)  # photo id -> files
+    written: set[Path] = field(default_factory=set)  # the outputs this run (re)wrote
     notes: list[str] = field(default_factory=list)  # said after the summary
 
     @property
@@ -235,12 +236,26 @@ class EditProblems(PipelineError):
 
 
 def _run(ctx: StageContext, job: Job, options: RunOptions) -> Outcome:
-    """``run_job``, saying first why the job will be computed (as ``status`` does)."""
+    """``run_job``, saying first why the job will be computed (as ``status`` does), and on
+    Ctrl-C what a rerun will do (``Interrupted``)."""
     forced = job.stage in options.force
     status = judge(ctx.store, job, forced)
     if status.state != CACHED:
         ctx.display.info(f"{job.label} {job.stage}: computing ({status.why})")
-    return run_job(ctx, job, force=forced)
+    try:
+        return run_job(ctx, job, force=forced)
+    except KeyboardInterrupt:
+        saved = saved_progress(ctx.store, job)
+        if saved is not None:
+            then = f"{saved.status().replace(', will resume', '')}: {saved.rerun()}"
+        elif job.stage in ("invert", "edit"):
+            then = (
+                "no step of it was saved yet (every --checkpoint-every steps): rerun to "
+                "start it again; finished results are kept"
+            )
+        else:
+            then = "rerun to go on: finished results are kept"
+        raise Interrupted(f"during {job.label} {job.stage}; {then}") from None
 
 
 def _row(outcome: Outcome, what: str, metrics: str = "") -> Row:
@@ -262,6 +277,8 @@ def _align_photo(
     problems = edit_problems(plan, faces)
     if problems:
         raise EditProblems("; ".join(problems))
+    for note in edit_notes(plan, faces):
+        ctx.display.warn(note)
     return faces
 
 
@@ -275,12 +292,12 @@ def _run_photo(
 ) -> None:
     pid = plan.photo_id
     last = STAGES.index(options.only) if options.only else len(STAGES) - 1
-    outputs: list[Path] = []
+    outputs: dict[Path, bool] = {}
     for job in graph.face_jobs(plan, faces):
         if STAGES.index(job.stage) > last:
             continue
         outcome = _run(ctx, job, options)
-        report.rows.append(_row(outcome, job.what, _metrics(outcome.result)))
+        report.rows.append(_row(outcome, job.what, summary.metrics(outcome.result, faces)))
         if isinstance(job.task, CompositeTask):
             task = job.task
             edits = [
@@ -288,50 +305,20 @@ def _run_photo(
                 for k, ref in zip(task.faces, task.edits, strict=True)
             ]
             folder = options.out / pid
-            outputs += _materialise(folder, task.edit, outcome.result, edits, len(faces))
+            outputs.update(_materialise(folder, task.edit, outcome.result, edits, len(faces)))
     if last > STAGES.index("invert"):
-        report.outputs[pid] = outputs
+        report.outputs[pid] = list(outputs)
+        report.written.update(path for path, wrote in outputs.items() if wrote)
 
 
-def _metrics(result: Result) -> str:
-    """The summary table's metrics column for a result."""
-    if result.stage == "invert":
-        return describe_inversion(result.metrics)
-    if result.stage == "edit":
-        return _edit_metrics(result.metrics)
-    if result.stage == "composite":
-        return _composite_metrics(result.metrics)
-    return ""
-
-
-def _composite_metrics(m: dict[str, object]) -> str:
-    touched = 100 * float(m.get("touched_fraction", 0))  # type: ignore[arg-type]
-    if not touched:
-        return "changed nothing: output = input photo"
-    return f"touched {touched:.1f}%" if touched >= 0.1 else f"touched {touched:.1g}%"
-
-
-def _edit_metrics(m: dict[str, object]) -> str:
-    dist = m.get("final_distance") or []
-    text = ""
-    if dist:
-        text = "distance to target " + " ".join(f"{d:.1f}" for d in dist) + " px"
-        stop = m.get("stop_distance")
-        text += f" (goal <= {stop:g} px)" if isinstance(stop, (int, float)) else ""
-    steps = m.get("steps")
-    if steps is not None:
-        text += f", {steps} step{'' if steps == 1 else 's'}"
-        text += "" if m.get("converged") else " (not converged)"
-    return text
-
-
-def _copy_if_changed(source: Path, target: Path, digest: str | None = None) -> Path:
-    """Copy ``source`` to ``target`` atomically unless ``target`` already has its bytes."""
+def _copy_if_changed(source: Path, target: Path, digest: str | None = None) -> bool:
+    """Copy ``source`` to ``target`` atomically unless ``target`` already has its bytes;
+    returns whether it wrote."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_file() and target.stat().st_size == source.stat().st_size:
             if sha256_file(target) == (digest or sha256_file(source)):
-                return target
+                return False
         with atomic_write(target) as tmp:
             shutil.copyfile(source, tmp)
     except OSError as exc:  # e.g. the folder became read-only during the run
@@ -339,7 +326,7 @@ def _copy_if_changed(source: Path, target: Path, digest: str | None = None) -> P
             f"cannot write {target}: {exc.strerror or exc}; the result stays in the cache: "
             "fix the folder and run again (nothing is recomputed)"
         ) from None
-    return target
+    return True
 
 
 def _materialise(
@@ -348,11 +335,13 @@ def _materialise(
     composite: Result,
     edits: list[tuple[align_stage.FaceRecord, Result]],
     face_count: int,
-) -> list[Path]:
-    """Copy one edit's user-facing files from the store into ``folder``."""
+) -> dict[Path, bool]:
+    """Copy one edit's user-facing files from the store into ``folder``: {file: whether it
+    was written (False: it already held those bytes)}."""
     output = composite_stage.output_file(composite)
     digest = composite.manifest["files"][output.name]["sha256"]
-    written = [_copy_if_changed(output, folder / f"{name}{output.suffix}", digest)]
+    target = folder / f"{name}{output.suffix}"
+    written = {target: _copy_if_changed(output, target, digest)}
     for record, edit in edits:
         suffix = f"_face{record.index}" if face_count > 1 else ""
         files = edit.manifest["files"]
@@ -362,5 +351,5 @@ def _materialise(
             (TRAJECTORY, f"{name}{suffix}_trajectory.gif"),
         ):
             target = folder / shown
-            written.append(_copy_if_changed(edit.file(stored), target, files[stored]["sha256"]))
+            written[target] = _copy_if_changed(edit.file(stored), target, files[stored]["sha256"])
     return written

@@ -128,6 +128,25 @@ def print_summary(report: RunReport) -> None:
             style=style,
         )
     _console().print(table)
+    if any(row.stage in ("invert", "edit") for row in report.rows):
+        from pipeline.summary import LEGEND
+
+        _console().print(LEGEND)
+
+
+def print_outputs(report: RunReport, out: Path, workdir: Path) -> None:
+    """The files the run wrote (and those already up to date) in ``out``, one per line."""
+    files = [path for paths in report.outputs.values() for path in paths]
+    if not files:
+        return
+    fresh = sum(path in report.written for path in files)
+    print(
+        f"results in {out}/ ({len(files)} files, {fresh} written, {len(files) - fresh} "
+        f"already up to date; cache in {workdir}/):"
+    )
+    for path in files:
+        shown = path.relative_to(out) if path.is_relative_to(out) else path
+        print(f"  {shown}" + ("" if path in report.written else "  (unchanged)"))
 
 
 def print_status(statuses: list[Status]) -> None:

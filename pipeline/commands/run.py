@@ -52,9 +52,7 @@ def execute(spec: Spec, args: argparse.Namespace, workdir: Path, out: Path) -> i
         report = run_spec(spec, options, display)
     if display.verbosity >= 0:
         _shared.print_summary(report)
-    files = [path for paths in report.outputs.values() for path in paths]
-    if files:
-        print(f"results in {out}/ ({len(files)} files; cache in {workdir}/)")
+    _shared.print_outputs(report, out, workdir)
     for photo, message in report.failures.items():
         print(f"dragpipe: photo {photo} failed: {message}")
     for note in report.notes:

@@ -25,7 +25,7 @@ from pipeline.alignment.transform import AlignTransform, photo_to_aligned
 from pipeline.jobs import Info, Metrics
 from pipeline.stages.context import StageContext
 from pipeline.stages.images import save_png
-from pipeline.store import KeyMaterial, Pending, Ref, Result, Store
+from pipeline.store import KeyMaterial, PartialState, Pending, Ref, Result, Store
 from pipeline.store.keys import canonical_json, sha256_bytes
 
 VERSION = 1
@@ -121,6 +121,9 @@ class AlignTask:
 
     def needs(self) -> tuple[Ref, ...]:
         return ()
+
+    def saved_progress(self, partial: PartialState) -> None:
+        return None  # no loop: an interrupted one starts again
 
     def compute(self, ctx: StageContext, pending: Pending, label: str) -> tuple[Metrics, Info]:
         from pipeline.alignment import (

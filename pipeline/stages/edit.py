@@ -33,13 +33,13 @@ from PIL import Image, ImageDraw
 
 from draggan import DragConfig, DragProgress, DragResult, DragState
 from draggan.atomic_write import atomic_write
-from pipeline.jobs import Info, Metrics
+from pipeline.jobs import Info, Metrics, SavedProgress
 from pipeline.spec.models import EditSpec, PngMask
 from pipeline.stages.align import FaceRecord, faces
 from pipeline.stages.context import StageContext
 from pipeline.stages.images import load_png, save_png, tensor_to_image
 from pipeline.stages.invert import GENERATOR, RECONSTRUCTION, WS
-from pipeline.store import KeyMaterial, Pending, Ref, Store
+from pipeline.store import KeyMaterial, PartialState, Pending, Ref, Store
 
 VERSION = 2  # 2: the motion loss of XingangPan/DragGAN d0422b1 (F(q + d) live)
 MAX_FRAMES = 60  # frames kept in the trajectory animation (evenly subsampled)
@@ -157,8 +157,11 @@ class EditTask:
 
         every = max(1, ctx.checkpoint_every)
         resume, frames = _resume_point(ctx, pending, before, label)
-        saved_frames = {step for step, _ in frames[1:]}  # drag frames already in checkpoints
         total = self.config.max_steps
+        resumed = (
+            [] if resume is None else [{"loop": "drag", "from_step": resume.step, "of": total}]
+        )
+        saved_frames = {step for step, _ in frames[1:]}  # drag frames already in checkpoints
         with ctx.display.stage(f"{label} drag", total) as bar:
 
             def callback(progress: DragProgress) -> None:
@@ -193,6 +196,7 @@ class EditTask:
                 pending.drop_checkpoint(CHECKPOINT)
                 frames[1:] = []
                 saved_frames.clear()
+                resumed = []
                 result = run_drag(None)
             bar.close()
         final = tensor_to_image(result.image)
@@ -221,7 +225,15 @@ class EditTask:
                 "start_distance": "px from each handle to its target before the drag",
             },
         }
-        return metrics, {"final_handles": final_handles.tolist()}
+        return metrics, {"final_handles": final_handles.tolist(), "resumed": resumed}
+
+    def saved_progress(self, partial: PartialState) -> SavedProgress | None:
+        saved = partial.checkpoints.get(CHECKPOINT)
+        state = saved.get("state") if isinstance(saved, dict) else None
+        step = state.get("step") if isinstance(state, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool) or step <= 0:
+            return None
+        return SavedProgress("drag", step, self.config.max_steps)
 
 
 def _save_checkpoint(

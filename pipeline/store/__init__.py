@@ -6,13 +6,22 @@ checkpoints, ``lock`` keeps two runs from writing one workdir at once.
 
 from pipeline.store.keys import DigestCache, KeyMaterial, canonical_json, explain_change
 from pipeline.store.lock import LockBusy, RunLock
-from pipeline.store.store import DamagedResult, Pending, RecordedSpec, Ref, Result, Store
+from pipeline.store.store import (
+    DamagedResult,
+    PartialState,
+    Pending,
+    RecordedSpec,
+    Ref,
+    Result,
+    Store,
+)
 
 __all__ = [
     "DamagedResult",
     "DigestCache",
     "KeyMaterial",
     "LockBusy",
+    "PartialState",
     "Pending",
     "RecordedSpec",
     "Ref",

@@ -419,6 +419,26 @@ class Store:
     def partial_size(self, stage: str, key: str) -> int:
         return _tree_size(self.partial_dir(stage, key))
 
+    def partial_state(self, stage: str, key: str) -> PartialState | None:
+        """What an interrupted computation of (stage, key) left (read only): the result files
+        it wrote and the JSON meta of each loop checkpoint; None when there is none."""
+        folder = self.partial_dir(stage, key)
+        if not folder.is_dir():
+            return None
+        files = frozenset(
+            p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+        )
+        metas: dict[str, Any] = {}
+        for path in sorted((folder / CHECKPOINTS).glob("*.safetensors")):
+            try:
+                from safetensors import safe_open
+
+                with safe_open(str(path), framework="pt") as handle:
+                    metas[path.stem] = json.loads((handle.metadata() or {})["meta"])
+            except (SafetensorError, OSError, KeyError, ValueError):
+                continue  # unreadable: the run will report and ignore it
+        return PartialState(files, metas)
+
     def remove_partial(self, stage: str, key: str) -> None:
         self._writing()
         shutil.rmtree(self.partial_dir(stage, key), ignore_errors=True)
@@ -547,6 +567,15 @@ def _stamp(result: Result) -> tuple:
         )
     except OSError:
         return ()
+
+
+@dataclass(frozen=True)
+class PartialState:
+    """What an interrupted computation left: its result files so far and its loop
+    checkpoints' meta (checkpoint name -> JSON meta; the stage knows what they mean)."""
+
+    files: frozenset[str]
+    checkpoints: dict[str, Any]
 
 
 @dataclass(frozen=True)
