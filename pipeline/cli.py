@@ -19,7 +19,7 @@ import pipeline.commands
 from draggan.errors import DragganError
 from draggan.version import __version__
 from inversion.errors import InversionError
-from pipeline.errors import PipelineError
+from pipeline.errors import Interrupted, PipelineError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -72,8 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args._run(args) or 0)
-    except KeyboardInterrupt:
-        print("dragpipe: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a run's ``Interrupted`` says what a rerun will do
+        said = f" {exc}" if isinstance(exc, Interrupted) and str(exc) else ""
+        print(f"dragpipe: interrupted{said}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader went away (`dragpipe inspect X | head`): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)

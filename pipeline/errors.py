@@ -18,3 +18,8 @@ class UsageError(PipelineError):
 
     def __init__(self, message: str):
         super().__init__(message, exit_code=2)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a job, with what a rerun will do (e.g. 'rerun to resume from step 10 of
+    the projection'); the CLI prints it and exits 130."""

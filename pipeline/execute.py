@@ -14,7 +14,8 @@ attempt of the same run (a retried job resumes).
 serves cached jobs with it, without sending them to a worker).
 
 ``judge(store, job)`` says, without computing or writing anything, whether the job's result
-is cached, to be computed (and why: never computed, result missing) or stale (and what
+is cached, to be computed (and why: never computed, result missing, or how far an
+interrupted run got: "projection: 10/50 steps saved, will resume") or stale (and what
 changed, e.g. "drag parameters changed (lr: 0.001 -> 0.002)").
 """
 
@@ -24,13 +25,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.jobs import Job
+from pipeline.jobs import Job, SavedProgress
 from pipeline.stages.context import StageContext
 from pipeline.store import Result, Store, explain_change
 
 CACHED = "cached"
 TO_COMPUTE = "to be computed"
 STALE = "stale"
+AFTER_ALIGNMENT = "after alignment"  # a job whose key the photo's alignment decides
 FORCED = "--force"
 
 
@@ -42,17 +44,41 @@ class JobStatus:
     state: str  # CACHED | TO_COMPUTE | STALE
     why: str = ""
 
+    @property
+    def photo(self) -> str:
+        return self.job.photo
+
+    @property
+    def stage(self) -> str:
+        return self.job.stage
+
+    @property
+    def what(self) -> str:
+        return self.job.what
+
 
 def judge(store: Store, job: Job, forced: bool = False) -> JobStatus:
-    """``job``'s state in ``store`` (``forced``: the run was told to recompute its stage)."""
+    """``job``'s state in ``store`` (``forced``: the run was told to recompute its stage).
+
+    A job an interrupted run left steps of says so ('projection: 10/50 steps saved, will
+    resume'); with ``forced`` those steps are dropped, so it says nothing of them."""
     if store.exists(job.stage, job.key):
         return JobStatus(job, TO_COMPUTE, FORCED) if forced else JobStatus(job, CACHED)
+    saved = None if forced else saved_progress(store, job)
     ref = store.read_ref(job.photo, job.slot)
     if ref is None:
-        return JobStatus(job, TO_COMPUTE, "never computed")
+        return JobStatus(job, TO_COMPUTE, saved.status() if saved else "never computed")
     if ref.get("key") == job.key:
-        return JobStatus(job, TO_COMPUTE, "result missing (removed or damaged)")
-    return JobStatus(job, STALE, explain_change(ref["material"], job.material.to_dict()))
+        why = saved.status() if saved else "result missing (removed or damaged)"
+        return JobStatus(job, TO_COMPUTE, why)
+    why = explain_change(ref["material"], job.material.to_dict())
+    return JobStatus(job, STALE, f"{why}; {saved.status()}" if saved else why)
+
+
+def saved_progress(store: Store, job: Job) -> SavedProgress | None:
+    """Where an interrupted computation of ``job`` would resume (None: from the start)."""
+    partial = store.partial_state(job.stage, job.key)
+    return None if partial is None else job.task.saved_progress(partial)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from pipeline.store import KeyMaterial, Pending, Ref, Store
+from pipeline.store import KeyMaterial, PartialState, Pending, Ref, Store
 
 if TYPE_CHECKING:
     from pipeline.stages.context import StageContext
@@ -51,6 +51,32 @@ class Task(Protocol):
     def compute(self, ctx: StageContext, pending: Pending, label: str) -> tuple[Metrics, Info]:
         """Write the result's files into ``pending``; return (metrics, info)."""
         ...
+
+    def saved_progress(self, partial: PartialState) -> SavedProgress | None:
+        """Where an interrupted computation of this task would resume (None: from the
+        start); ``partial`` is what it left in the store."""
+        ...
+
+
+@dataclass(frozen=True)
+class SavedProgress:
+    """How far an interrupted job's loops got, as saved: the next run resumes there."""
+
+    loop: str  # 'projection' | 'tuning' | 'drag': the loop that will resume
+    step: int  # its steps saved (it resumes after them)
+    total: int  # its step budget
+    before: str = ""  # what finished before it, e.g. 'projection done'
+
+    def status(self) -> str:
+        """'projection: 10/50 steps saved, will resume' (what ``status`` says)."""
+        done = f"{self.before}, " if self.before else ""
+        return f"{done}{self.loop}: {self.step}/{self.total} steps saved, will resume"
+
+    def rerun(self) -> str:
+        """'rerun to resume from step 10 of the projection' (said after an interrupt)."""
+        if self.step == 0:
+            return f"rerun to start the {self.loop} ({self.before}, kept)"
+        return f"rerun to resume from step {self.step} of the {self.loop}"
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,13 @@ comes after it). ``JobGraph`` turns them into ``Job``s (``pipeline.jobs``), per 
    face, then per edit (in dependency order) its drag of each face it applies to and its
    composite.
 
-How many faces a photo has (``face: all``) and which face a photo-space edit belongs to
-are only known from the alignment's result, so the graph grows in two steps. ``jobs(photo)``
-gives the whole list without computing anything: with the stored alignment's faces when
-there is one, else one face (or, for ``face: all``, as many as the last run had).
+How many faces a photo has (``face: all``), which face a photo-space edit belongs to and
+each face's identity in the later keys (its aligned crop and geometry, so the same face is
+the same work whichever selection found it) are only known from the alignment's result, so
+the graph grows in two steps. ``jobs(photo)`` gives, without computing anything, every job
+known now: all of them when the photo's alignment is stored, else only the alignment;
+``outline(photo)`` adds what is known of the rest (``Later``: "faces: decided after
+alignment").
 
 Every command reads this one graph: ``run`` computes its jobs in order, ``run --dry-run``
 and ``status`` judge them (``pipeline.execute.judge``), ``clean`` keeps their results.
@@ -27,6 +30,7 @@ from inversion import ProjectConfig, TuneConfig
 from pipeline.alignment import AlignConfig
 from pipeline.compositing import CompositeConfig
 from pipeline.errors import UsageError
+from pipeline.execute import AFTER_ALIGNMENT
 from pipeline.jobs import Job
 from pipeline.spec import EditSpec, PhotoSpec, Spec
 from pipeline.stages import align, composite, edit, invert
@@ -59,7 +63,9 @@ class EditPlan:
 
         if len(faces) == 1:
             return [0]
-        owner = owning_face(self.spec, [face.transform for face in faces])
+        owner = owning_face(
+            self.spec, [face.transform for face in faces], [face.index for face in faces]
+        )
         return list(range(len(faces))) if owner is None else [owner]
 
 
@@ -161,33 +167,33 @@ class JobGraph:
         pid = photo.photo_id
         return Job.make(pid, "align", pid, "faces", task, self.store)
 
-    def face_jobs(
-        self, photo: PhotoPlan, faces: list[FaceRecord] | None, count: int | None = None
-    ) -> list[Job]:
+    def face_jobs(self, photo: PhotoPlan, faces: list[FaceRecord]) -> list[Job]:
         """The jobs after the alignment, in run order: each face's inversion, then per edit
-        its drags and its composite. ``faces``: the alignment's records; None when it is not
-        computed yet (then ``count`` faces, each edit applied to all of them)."""
+        its drags and its composite. ``faces``: the alignment's records (their crops and
+        geometry are the faces' identities in the keys)."""
         pid = photo.photo_id
         align_ref = self.align_job(photo).ref
-        count = len(faces) if faces is not None else max(1, count or 1)
-        several = count > 1
-        names = [faces[k].index if faces is not None else k for k in range(count)]
+        several = len(faces) > 1
         jobs: list[Job] = []
         inverts: list[Ref] = []
-        for k in range(count):
-            label = f"{pid} face {names[k]}" if several else pid
-            task = invert.InvertTask(align_ref, k, photo.project, photo.tune, self.generator)
-            job = Job.make(pid, f"invert-face{k}", label, f"face {names[k]}", task, self.store)
+        for k, face in enumerate(faces):
+            label = f"{pid} face {face.index}" if several else pid
+            task = invert.InvertTask(
+                align_ref, k, face.crop, photo.project, photo.tune, self.generator
+            )
+            job = Job.make(pid, f"invert-face{k}", label, f"face {face.index}", task, self.store)
             jobs.append(job)
             inverts.append(job.ref)
         done: dict[str, dict[int, Ref]] = {}
         for plan in photo.edits:
-            indices = plan.face_indices(faces) if faces is not None else list(range(count))
+            indices = plan.face_indices(faces)
             refs: dict[int, Ref] = {}
             for k in indices:
                 start = done[plan.start].get(k) if plan.start else None
-                task = edit.EditTask(plan.spec, plan.drag, align_ref, k, inverts[k], start)
-                what = plan.name + (f" (face {names[k]})" if several else "")
+                task = edit.EditTask(
+                    plan.spec, plan.drag, align_ref, k, faces[k].geometry, inverts[k], start
+                )
+                what = plan.name + (f" (face {faces[k].index})" if several else "")
                 slot = f"edit-{plan.name}-face{k}"
                 job = Job.make(pid, slot, f"{pid} {what}", what, task, self.store)
                 jobs.append(job)
@@ -216,14 +222,48 @@ class JobGraph:
         return None if result is None else align.faces(result)
 
     def jobs(self, photo: PhotoPlan) -> list[Job]:
-        """Every job of the photo, in run order, computing nothing (see the module doc)."""
+        """Every job of the photo known now, in run order, computing nothing: all of them
+        when its alignment is stored, else only the alignment (the later jobs' keys follow
+        the aligned faces)."""
         faces = self.stored_faces(photo)
-        count = None
-        if faces is None and photo.spec.face == "all":
-            slots = self.store.ref_slots(photo.photo_id)
-            count = sum(slot.startswith("invert-face") for slot in slots)
-        return [self.align_job(photo), *self.face_jobs(photo, faces, count)]
+        return [self.align_job(photo), *([] if faces is None else self.face_jobs(photo, faces))]
+
+    def outline(self, photo: PhotoPlan) -> list[Job | Later]:
+        """``jobs(photo)``, and in place of the jobs its alignment has yet to decide, what is
+        known of them (``Later``): what ``status`` and ``run --dry-run`` show."""
+        faces = self.stored_faces(photo)
+        if faces is not None:
+            return [self.align_job(photo), *self.face_jobs(photo, faces)]
+        pid, choice = photo.photo_id, photo.spec.face
+        why = "known once the photo is aligned: the keys follow the aligned faces"
+        if choice == "all":
+            faces_are = "faces: decided after alignment"
+            rows = [Later(pid, "invert", faces_are, why)]
+            rows += [
+                Later(pid, stage, f"{plan.name} ({faces_are})", why)
+                for plan in photo.edits
+                for stage in STEPS
+            ]
+        else:
+            face = f"face {choice}" if isinstance(choice, int) else "the largest face"
+            rows = [Later(pid, "invert", face, why)]
+            rows += [Later(pid, stage, plan.name, why) for plan in photo.edits for stage in STEPS]
+        return [self.align_job(photo), *rows]
 
     def all_jobs(self) -> list[Job]:
-        """Every job of the spec, photo by photo, in run order."""
+        """Every job of the spec known now, photo by photo, in run order."""
         return [job for photo in self.photos for job in self.jobs(photo)]
+
+
+STEPS = ("edit", "composite")  # the stages each edit adds after the inversions
+
+
+@dataclass(frozen=True)
+class Later:
+    """Work the photo's alignment has yet to decide (which faces, hence which keys)."""
+
+    photo: str
+    stage: str
+    what: str
+    why: str
+    state: str = AFTER_ALIGNMENT  # as a status (``pipeline.status``)

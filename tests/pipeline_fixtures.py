@@ -53,10 +53,18 @@ def write_spec(
     return spec
 
 
-def run(spec: Path, workdir: Path, out: Path, log: list[str] | None = None, **options):
-    """Run ``spec`` in-process; returns (report, warnings shown). ``log`` collects every line."""
+def run(
+    spec: Path,
+    workdir: Path,
+    out: Path,
+    log: list[str] | None = None,
+    log_interval: float = 10.0,
+    **options,
+):
+    """Run ``spec`` in-process; returns (report, warnings shown). ``log`` collects every line
+    (``log_interval``: seconds between a loop's progress lines; 0: every step)."""
     warnings: list[str] = []
-    display = Display(0, stream=io.StringIO(), tty=False)
+    display = Display(0, stream=io.StringIO(), tty=False, log_interval=log_interval)
     display.warn = warnings.append  # type: ignore[method-assign]
     report = run_spec(load_spec(spec), RunOptions(workdir=workdir, out=out, **options), display)
     if log is not None:

@@ -255,8 +255,11 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_tuning_checkpoint(local
     # TUNE_STEPS - 4 tuning steps and no projection step; a restart computes all of them.
     info = Store(run.work).result_dir("invert", key).joinpath("manifest.json").read_text()
     info = json.loads(info)["info"]
-    assert info["resumed"] == ["projection"] and info["resumed_at"] == {"tune": PAUSE_STEP}
-    recomputed, restart = TUNE_STEPS - info["resumed_at"]["tune"], TUNE_STEPS + 4
+    assert info["resumed"] == [
+        {"loop": "projection", "from_step": 4, "of": 4},
+        {"loop": "tuning", "from_step": PAUSE_STEP, "of": TUNE_STEPS},
+    ]
+    recomputed, restart = TUNE_STEPS - PAUSE_STEP, 4 + TUNE_STEPS
     assert recomputed < TUNE_STEPS < restart
     # nothing left behind but what the local run leaves: the failed photo's alignment
     assert _names(run.work / "partial") == _names(local.work / "partial")
@@ -274,9 +277,17 @@ def test_the_driver_shows_the_progress_and_failures_a_local_run_shows(local, kil
     assert [w for w in run.warnings if "photo blank failed" in w] == [
         w for w in local.warnings if "photo blank failed" in w
     ]
-    # the summary rows are the local run's, photo by photo, in run order
+    # the summary rows are the local run's, in its order; the killed inversion's says that
+    # it resumed
+    resumed = "; projection resumed at step 4; tuning resumed at step 4"
     rows = [(r.photo, r.stage, r.what, r.status, r.metrics) for r in run.report.rows]
-    assert rows == [(r.photo, r.stage, r.what, r.status, r.metrics) for r in local.report.rows]
+    expected = [
+        (r.photo, r.stage, r.what, r.status, r.metrics + (resumed if r.photo == "mirror" else ""))
+        if r.stage == "invert"
+        else (r.photo, r.stage, r.what, r.status, r.metrics)
+        for r in local.report.rows
+    ]
+    assert rows == expected
 
 
 def test_independent_photos_run_at_once_on_different_workers(killed):

@@ -103,10 +103,10 @@ def test_status_says_why_a_stage_will_rerun(pipeline_run, tmp_path, capsys):
 def test_clean_removes_what_the_spec_no_longer_uses(pipeline_run, tmp_path, capsys):
     spec, work = copy_project(pipeline_run, tmp_path)
     spec.write_text(spec.read_text().replace("lr: 0.01", "lr: 0.02"))
-    assert main(["clean", str(spec), "--workdir", str(work)]) == 0
+    assert main(["clean", str(spec), "--workdir", str(work), "--yes"]) == 0
     assert "removed 6 cached results" in capsys.readouterr().out
     assert sorted(stage for stage, _ in Store(work).all_results()) == ["align", "invert"]
-    assert main(["clean", "--all", "--workdir", str(work)]) == 0
+    assert main(["clean", "--all", "--workdir", str(work), "--yes"]) == 0
     assert Store(work).all_results() == []
 
 

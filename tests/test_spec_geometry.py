@@ -12,7 +12,7 @@ from PIL import Image
 
 from pipeline.alignment.transform import AlignTransform, aligned_to_photo
 from pipeline.errors import PipelineError
-from pipeline.spec import load_spec
+from pipeline.spec import SpecError, load_spec
 from pipeline.spec.masks import resolve_mask
 from pipeline.spec.points import owning_face, resolve_points
 
@@ -37,10 +37,10 @@ def rotated() -> AlignTransform:
 LANDMARKS = np.stack([np.arange(68) * 1.0 + 10.0, np.full(68, 40.0)], axis=1)  # [68, 2]
 
 
-def edit_of(tmp_path, edit_yaml: str):
+def edit_of(tmp_path, edit_yaml: str, photo_size: tuple[int, int] = (400, 200)):
     """The single edit of a one-photo spec whose edit block is ``edit_yaml``."""
-    Image.new("RGB", (400, 200)).save(tmp_path / "photo.png")
-    (tmp_path / "gen.pkl").write_bytes(b"")
+    Image.new("RGB", photo_size).save(tmp_path / "photo.png")
+    (tmp_path / "gen.pkl").write_bytes(b"\x80\x04")  # a pickle's first bytes
     body = "generator: gen.pkl\nphotos:\n  - id: face\n    path: photo.png\n    edits:\n"
     body += textwrap.indent(textwrap.dedent(edit_yaml).strip("\n"), "      ") + "\n"
     (tmp_path / "spec.yaml").write_text(body)
@@ -98,7 +98,13 @@ def test_landmark_anchored_points_with_offsets(tmp_path):
     np.testing.assert_allclose(targets, [[58.0, 36.0], [50.0, 45.0]])
 
 
-def test_point_outside_the_aligned_image_names_photo_edit_and_point(tmp_path):
+POINT_FAR_AWAY = """
+- name: far
+  points: [[[500, -40], [30.5, 50.5]]]
+"""
+
+
+def test_point_outside_the_aligned_image_names_photo_edit_face_and_how_far(tmp_path):
     edit = edit_of(
         tmp_path,
         """
@@ -112,8 +118,18 @@ def test_point_outside_the_aligned_image_names_photo_edit_and_point(tmp_path):
         resolve_points(edit, LANDMARKS, shifted(20.0))
     message = str(info.value)
     assert message.startswith(f"{tmp_path / 'spec.yaml'}:9:13: photo 'face', edit 'lift', point 1")
-    assert "target landmark chin + offset [0.0, 0.7] lands at aligned (18.0, 110.0)" in message
-    assert "outside the 100x100 aligned face" in message
+    # How far outside, not a position that reads as inside the square (110 < 100 + 11).
+    assert (
+        "target landmark chin + offset [0.0, 0.7] falls outside the face's aligned crop, "
+        "11.0 px below its edge (aligned px: the crop is 100 px square)"
+    ) in message
+    with pytest.raises(PipelineError) as info:
+        resolve_points(edit_of(tmp_path, POINT_FAR_AWAY), LANDMARKS, shifted(20.0), face=3)
+    message = str(info.value)
+    assert "handle [500, -40] (photo pixels) falls outside face 3's aligned crop" in message
+    # aligned (479.5, -90.5): beyond the last centre (99) by 380.5, above the first by 90.5
+    assert "380.5 px right of and 90.5 px above its edge" in message
+    assert "about 391 photo px away" in message  # hypot(380.5, 90.5); 1 photo px per aligned px
     with pytest.raises(ValueError, match=r"landmarks_aligned \[68, 2\], got \[5, 2\]"):
         resolve_points(edit, LANDMARKS[:5], shifted(20.0))
 
@@ -133,9 +149,11 @@ def test_owning_face_picks_the_crop_that_holds_the_points(tmp_path):
     assert owning_face(edit, faces) is None  # fits every face
 
 
-def mask_of(tmp_path, mask_yaml: str, transform=None, size=None, space="photo"):
+def mask_of(tmp_path, mask_yaml, transform=None, size=None, space="photo", photo_size=(400, 200)):
     edit = edit_of(
-        tmp_path, f"- name: e\n  space: {space}\n  points: [[[1, 2], [3, 4]]]\n  mask: {mask_yaml}"
+        tmp_path,
+        f"- name: e\n  space: {space}\n  points: [[[1, 2], [3, 4]]]\n  mask: {mask_yaml}",
+        photo_size,
     )
     return resolve_mask(edit, LANDMARKS, transform or shifted(20.0), size)
 
@@ -240,7 +258,7 @@ def test_png_in_photo_space_is_warped(tmp_path):
     yy, xx = np.mgrid[:300, :400]
     big[(xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= 30**2] = 255  # 20 aligned px radius
     Image.fromarray(big).save(tmp_path / "m.png")
-    mask = mask_of(tmp_path, "{png: m.png}", transform=transform)
+    mask = mask_of(tmp_path, "{png: m.png}", transform=transform, photo_size=(400, 300))
     assert mask[50, 50] == pytest.approx(1.0) and mask[50, 75] == 0
     assert abs(mask.sum() - math.pi * 400) / (math.pi * 400) < 0.05
     # the same as blurring and sampling the whole photo (the crop changes nothing)
@@ -257,15 +275,18 @@ def test_png_in_photo_space_is_warped(tmp_path):
 
 def test_png_errors_name_the_edit(tmp_path):
     Image.new("L", (10, 10), 255).save(tmp_path / "m.png")
+    with pytest.raises(SpecError, match=r"mask image .*m.png is 10x10 but the photo photo.png is"):
+        mask_of(tmp_path, "{png: m.png}")  # found when the spec is checked
+    Image.new("L", (400, 200), 255).save(tmp_path / "m.png")  # the spec's photo, not this face's
     with pytest.raises(
-        PipelineError, match=r"photo 'face', edit 'e': photo-space mask .* is 10x10"
+        PipelineError, match=r"photo 'face', edit 'e': photo-space mask .* is 400x200"
     ):
-        mask_of(tmp_path, "{png: m.png}")
+        mask_of(tmp_path, "{png: m.png}", transform=rotated())  # a 400x300 photo
     Image.new("L", (10, 20), 255).save(tmp_path / "m.png")
     with pytest.raises(PipelineError, match="aligned-space mask .* is 10x20: an aligned mask is"):
         mask_of(tmp_path, "{png: m.png, space: aligned}")
 
 
 def test_mask_outside_the_face_is_an_error(tmp_path):
-    with pytest.raises(PipelineError, match="the mask covers no pixel of the aligned face"):
+    with pytest.raises(PipelineError, match="the mask covers no pixel of the face's aligned crop"):
         mask_of(tmp_path, "{shape: circle, center: [300, 300], radius: 0.1, space: aligned}")

@@ -124,6 +124,12 @@ class DragConfig:
             )
         return cls(**data)
 
+    def stop_distance_at(self, img_resolution: int) -> float:
+        """The convergence distance (px) for a generator of side ``img_resolution``."""
+        if self.stop_distance is not None:
+            return float(self.stop_distance)
+        return float(max(OFFICIAL_STOP_AT_512 * img_resolution / 512, OFFICIAL_STOP_AT_512))
+
     def resolve(self, img_resolution: int, num_ws: int) -> DragParams:
         """The values for a generator of side ``img_resolution`` with ``num_ws`` ws."""
         if self.layers > num_ws:
@@ -134,9 +140,7 @@ class DragConfig:
         scale = img_resolution / 512
         r1 = self.r1 if self.r1 is not None else OFFICIAL_R1_AT_512 * scale
         r2 = self.r2 if self.r2 is not None else OFFICIAL_R2_AT_512 * scale
-        stop = self.stop_distance
-        if stop is None:
-            stop = max(OFFICIAL_STOP_AT_512 * scale, OFFICIAL_STOP_AT_512)
+        stop = self.stop_distance_at(img_resolution)
         feature_resolution = min(self.feature_resolution, img_resolution)
         return DragParams(
             img_resolution=img_resolution,

@@ -5,10 +5,13 @@ run, the same jobs, keys and cache, the same progress lines, summary rows, outpu
 exit codes. What differs is only where and when jobs run:
 
 - every photo's alignment is submitted at once; when it is done its faces give the photo's
-  other jobs (``JobGraph.face_jobs``), each submitted as soon as the results it reads
-  (``job.needs``) are done: independent photos (and independent edits of one photo) run at
-  the same time on different workers, a photo's chain keeps its order; a job whose result
-  is already stored is served by the driver (verified, as a local run does) without a task;
+  other jobs (``JobGraph.face_jobs``, its edits checked against the faces first), each
+  submitted as soon as the results it reads (``job.needs``) are done: independent photos
+  (and independent edits of one photo) run at the same time on different workers, a
+  photo's chain keeps its order; a job whose result is already stored is served by the
+  driver (verified, as a local run does) without a task. Without ``--keep-going`` no
+  inversion starts before every alignment is done, and a photo that failed there stops the
+  run, as locally ("stopped after the alignments");
 - an inversion or drag job reserves ``--gpus-per-job`` GPUs, every job ``--cpus-per-job``
   CPUs (its torch threads);
 - a worker process that dies (killed, out of memory, node lost) has its job restarted by
@@ -19,7 +22,8 @@ exit codes. What differs is only where and when jobs run:
 - Ctrl-C (or any error that ends the run) cancels the running jobs: each gets a
   ``KeyboardInterrupt`` and unwinds (atomic writes, checkpoints kept, leases released);
   those still running after ``CANCEL_GRACE`` seconds are killed, which leaves the cache
-  consistent too (only complete results are ever published).
+  consistent too (only complete results are ever published). Ctrl-C then says where a
+  rerun resumes each cancelled job, as a local run does for its one job.
 
 The driver computes nothing itself: it reads the alignments' faces, copies the outputs
 into ``--out`` and shows the workers' progress (``pipeline.cluster.events``).
@@ -39,19 +43,23 @@ from pipeline.cluster import ClusterOptions
 from pipeline.cluster.connect import connect
 from pipeline.cluster.events import EventSink, ProgressRelay
 from pipeline.cluster.worker import Placement, WorkerReply, WorkerSetup, run_on_worker
-from pipeline.errors import PipelineError, UsageError
+from pipeline.errors import Interrupted, PipelineError, UsageError
 from pipeline.execute import Outcome, stored
 from pipeline.jobs import Job
 from pipeline.plan import JobGraph, PhotoPlan
 from pipeline.progress import Display
 from pipeline.runner import (
+    STOPPED_AFTER_ALIGNMENTS,
     Row,
     RunOptions,
     RunReport,
+    check_edits,
     locked_run,
     note_align,
     note_job,
-    photo_failed,
+    note_outputs,
+    record_failure,
+    resume_note,
 )
 from pipeline.spec import Spec
 from pipeline.stages.align import FaceRecord
@@ -108,9 +116,9 @@ class _Photo:
     waiting: list[Job] = field(default_factory=list)  # jobs whose inputs are not done yet
     rows: list[tuple[int, Row]] = field(default_factory=list)  # (position, row)
     report: RunReport = field(default_factory=RunReport)  # its failure, if it fails
-    outputs: list[Path] = field(default_factory=list)
     finished: set[str] = field(default_factory=set)  # slots whose outcome is recorded
     expected: int = 1  # jobs the photo needs (known once its alignment is done)
+    outputs: dict[Path, bool] = field(default_factory=dict)  # file -> written by this run
     failed: bool = False
 
     @property
@@ -151,6 +159,10 @@ class _Scheduler:
         self.placements: dict[tuple[str, str], Placement] = {}
         self.relay = ProgressRelay(display, self._describe)
         self.stopping = False  # a photo failed without --keep-going: submit nothing more
+        # Without --keep-going, no photo goes past its alignment before all are aligned.
+        self.gated = not options.keep_going
+        self.photos: list[_Photo] = []
+        self.notes: list[str] = []
 
     def _describe(self, ticket: str) -> str:
         job = self.tickets.get(ticket)
@@ -158,14 +170,19 @@ class _Scheduler:
 
     # The run -------------------------------------------------------------------------------
     def run(self, report: RunReport) -> None:
-        photos = [_Photo(plan) for plan in self.graph.photos]
+        self.photos = photos = [_Photo(plan) for plan in self.graph.photos]
         try:
             for photo in photos:
                 self._serve_or_send(photo, self.graph.align_job(photo.plan))
                 self._release(photo)
+            self._open_gate()
             while self.running:
                 self._step()
             self.lock.check()
+        except KeyboardInterrupt:
+            cancelled = [job for _, job in self.running.values()]
+            self._cancel(list(self.running))
+            raise Interrupted(self._interrupted(cancelled)) from None
         except BaseException:
             self._cancel(list(self.running))
             raise
@@ -175,6 +192,28 @@ class _Scheduler:
             ray.kill(self.sink)
             self._merge(photos, report)
 
+    def _interrupted(self, jobs: list[Job]) -> str:
+        """What a rerun does with the jobs Ctrl-C cancelled."""
+        if not jobs:
+            return ""
+        said = "; ".join(
+            f"{job.label} {job.stage}: {resume_note(self.ctx.store, job)}" for job in jobs
+        )
+        return f"{len(jobs)} running job(s) cancelled; {said}"
+
+    def _open_gate(self) -> None:
+        """Once every photo is aligned (or failed there), let the photos go on; without
+        --keep-going a photo that failed there stops the run first, as locally."""
+        if not self.gated or not all(p.faces is not None or p.failed for p in self.photos):
+            return
+        self.gated = False
+        if any(p.failed for p in self.photos):
+            self.stopping = True
+            self.notes.append(STOPPED_AFTER_ALIGNMENTS)
+            return
+        for photo in self.photos:
+            self._release(photo)
+
     def _step(self) -> None:
         refs = list(self.running)
         ready, _ = ray.wait(refs, num_returns=1, timeout=POLL)
@@ -183,6 +222,7 @@ class _Scheduler:
         self._pump()
         for ref in ready:
             self._finish(ref)
+        self._open_gate()
         self.lock.check()
 
     def _pump(self) -> None:
@@ -247,21 +287,25 @@ class _Scheduler:
             )
         photo.done[job.ref] = outcome
         if job.stage == "align":
-            photo.faces, row = note_align(self.display, outcome)
+            faces, row = note_align(self.display, outcome)
             photo.add(job, row)
-            jobs = self.graph.face_jobs(photo.plan, photo.faces)
+            check_edits(self.display, photo.plan, faces)
+            jobs = self.graph.face_jobs(photo.plan, faces)
             photo.position.update((item.slot, k + 1) for k, item in enumerate(jobs))
             photo.waiting = [item for item in jobs if self.options.wants(item.stage)]
             photo.expected = 1 + len(photo.waiting)
+            photo.faces = faces
         else:
             assert photo.faces is not None
             row, files = note_job(self.ctx.store, self.options, outcome, photo.faces)
             photo.add(job, row)
-            photo.outputs += files
+            photo.outputs.update(files)
 
     def _release(self, photo: _Photo) -> None:
         """Start the photo's jobs whose inputs are all done, until none is left (a job
         served from the store at once can make others ready)."""
+        if self.gated:
+            return
         while True:
             ready = [job for job in photo.waiting if all(ref in photo.done for ref in job.needs)]
             if not ready:
@@ -278,7 +322,8 @@ class _Scheduler:
         photo.failed = True
         photo.waiting.clear()
         self._cancel([ref for ref, (p, _) in self.running.items() if p is photo], wait=False)
-        if photo_failed(photo.report, self.display, photo.id, exc, self.options.keep_going):
+        record_failure(photo.report, self.display, photo.id, exc, self.options.keep_going)
+        if not self.options.keep_going and not self.gated:
             self.stopping = True
             self._cancel(list(self.running), wait=False)
 
@@ -303,13 +348,21 @@ class _Scheduler:
             self.relay.finished(f"{job.photo}/{job.slot}")
 
     def _merge(self, photos: list[_Photo], report: RunReport) -> None:
-        """Each photo's rows in run order, then its failure and outputs, photo by photo."""
+        """The rows in a local run's order: every photo's alignment (and its failure there),
+        then photo by photo the rest in run order (and a later failure); failures, outputs."""
         for photo in photos:
-            report.rows += [row for _, row in sorted(photo.rows, key=lambda item: item[0])]
-            report.rows += photo.report.rows  # the 'failed' row, if any
+            report.rows += [row for position, row in photo.rows if position == 0]
+            if photo.faces is None:
+                report.rows += photo.report.rows  # failed at its alignment
+        for photo in photos:
+            rows = sorted((item for item in photo.rows if item[0] > 0), key=lambda item: item[0])
+            report.rows += [row for _, row in rows]
+            if photo.faces is not None:
+                report.rows += photo.report.rows  # the 'failed' row, if any
             report.failures.update(photo.report.failures)
             if self.options.writes_outputs and photo.complete:  # (not one the run stopped)
-                report.outputs[photo.id] = photo.outputs
+                note_outputs(report, photo.id, photo.outputs)
+        report.notes += self.notes
         report.placements.update(self.placements)
 
 

@@ -53,6 +53,7 @@ class RemoteStage:
         self.label = label
         self.total = total
         self.step = 0
+        self.live: dict[str, float] = {}
         self.start = time.monotonic()
         self._open = True
 
@@ -60,8 +61,8 @@ class RemoteStage:
         self.step = step
         if total is not None:
             self.total = total
-        values = {name: float(value) for name, value in live.items()}
-        self.display.emit(("update", self.number, step, self.total, values))
+        self.live = {name: float(value) for name, value in live.items()}
+        self.display.emit(("update", self.number, step, self.total, self.live))
 
     def close(self, note: str = "") -> float:
         self._open = False

@@ -14,9 +14,9 @@ from pipeline.progress import Display
 from pipeline.stages import STAGES
 
 if TYPE_CHECKING:
-    from pipeline.execute import JobStatus
     from pipeline.runner import RunReport
     from pipeline.spec import Spec
+    from pipeline.status import Status
 
 DEFAULT_WORKDIR = ".dragpipe"
 DEFAULT_OUT = "dragpipe-out"
@@ -128,14 +128,35 @@ def print_summary(report: RunReport) -> None:
             style=style,
         )
     _console().print(table)
+    if any(row.stage in ("invert", "edit") for row in report.rows):
+        from pipeline.summary import LEGEND
+
+        _console().print(LEGEND)
 
 
-def print_status(statuses: list[JobStatus]) -> None:
+def print_outputs(report: RunReport, out: Path, workdir: Path) -> None:
+    """The files the run wrote (and those already up to date) in ``out``, one per line."""
+    files = [path for paths in report.outputs.values() for path in paths]
+    if not files:
+        return
+    fresh = sum(path in report.written for path in files)
+    print(
+        f"results in {out}/ ({len(files)} files, {fresh} written, {len(files) - fresh} "
+        f"already up to date; cache in {workdir}/):"
+    )
+    for path in files:
+        shown = path.relative_to(out) if path.is_relative_to(out) else path
+        print(f"  {shown}" + ("" if path in report.written else "  (unchanged)"))
+
+
+def print_status(statuses: list[Status]) -> None:
     table = Table(title="dragpipe status", title_justify="left")
     for column in ("photo", "stage", "what", "state", "why"):
         table.add_column(column, overflow="fold")
     for status in statuses:
-        style = {"cached": "cyan", "stale": "yellow"}.get(status.state, "")
-        job = status.job
-        table.add_row(job.photo, job.stage, job.what, status.state, status.why, style=style)
+        style = {"cached": "cyan", "stale": "yellow", "after alignment": "dim"}.get(
+            status.state, ""
+        )
+        row = (status.photo, status.stage, status.what, status.state, status.why)
+        table.add_row(*row, style=style)
     _console().print(table)

@@ -82,10 +82,4 @@ def run(args: argparse.Namespace) -> int:
         quiet=quiet,
         verbose=getattr(args, "verbose", 0),
     )
-    code = run_command.execute(spec, options, workdir, out)
-    if code == 0:
-        files = sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
-        print(f"demo results in {out}/:")
-        for path in files:
-            print(f"  {path.relative_to(out)}")
-    return code
+    return run_command.execute(spec, options, workdir, out)  # it lists the files it wrote

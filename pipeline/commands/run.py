@@ -118,24 +118,31 @@ def execute(
             report = run_spec_on_ray(spec, options, cluster, display)
     if display.verbosity >= 0:
         _shared.print_summary(report)
-    files = [path for paths in report.outputs.values() for path in paths]
-    if files:
-        print(f"results in {out}/ ({len(files)} files; cache in {workdir}/)")
+    _shared.print_outputs(report, out, workdir)
     for photo, message in report.failures.items():
         print(f"dragpipe: photo {photo} failed: {message}")
+    for note in report.notes:
+        print(f"dragpipe: {note}")
     return 1 if report.failures else 0
 
 
 def dry_run(spec: Spec, options: RunOptions, display: Display) -> int:
-    from pipeline.execute import CACHED
+    from pipeline.execute import AFTER_ALIGNMENT, CACHED
     from pipeline.plan import JobGraph
-    from pipeline.runner import make_context
+    from pipeline.runner import check_writable, make_context
     from pipeline.status import spec_status
 
-    statuses = spec_status(JobGraph.of(spec, make_context(spec, options, display)), options.force)
+    check_writable(spec, options)  # what the real run would find first
+    ctx = make_context(spec, options, display, read_only=True)
+    statuses = spec_status(JobGraph.of(spec, ctx), options.force)
     _shared.print_status(statuses)
-    todo = sum(status.state != CACHED for status in statuses)
-    print(f"dry run: {todo} of {len(statuses)} stage results would be computed")
+    known = [status for status in statuses if status.state != AFTER_ALIGNMENT]
+    todo = sum(status.state != CACHED for status in known)
+    line = f"dry run: {todo} of {len(known)} stage results would be computed"
+    later = len(statuses) - len(known)
+    if later:
+        line += f"; {later} more are decided after alignment (which faces, and whether cached)"
+    print(line)
     return 0
 
 

@@ -18,17 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pipeline.plan import JobGraph
     from pipeline.runner import RunOptions, make_context
-    from pipeline.status import spec_status, summarise
+    from pipeline.status import counts_line, spec_status, summarise
 
     spec = _shared.load(args.spec)
     workdir = _shared.workdir_of(args, args.spec)
     display = _shared.display_of(args)
-    ctx = make_context(spec, RunOptions(workdir=workdir, out=workdir, device="cpu"), display)
+    options = RunOptions(workdir=workdir, out=workdir, device="cpu")
+    ctx = make_context(spec, options, display, read_only=True)  # status writes nothing
     statuses = spec_status(JobGraph.of(spec, ctx))
     _shared.print_status(statuses)
-    counts = summarise(statuses)
-    print(
-        f"{counts['cached']} cached, {counts['to be computed']} to be computed, "
-        f"{counts['stale']} stale (workdir {workdir})"
-    )
+    print(f"{counts_line(summarise(statuses))} (workdir {workdir})")
     return 0

@@ -13,11 +13,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
+from draggan.errors import DragganError
+from draggan.loading import JSON, PICKLE, SAFETENSORS, ZIP, sniff_format
 from pipeline.alignment.landmarks_io import load_landmarks_json
 from pipeline.errors import PipelineError
+from pipeline.image_files import ImageFileError, check_image_file
 from pipeline.spec.errors import Problem, SpecError
 from pipeline.spec.models import Spec
 from pipeline.spec.report import describe, format_path, validation_problems
@@ -206,9 +208,7 @@ def _resolve(base_dir: Path, value: str) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
-def _check_file(
-    found: _Collector, where: Path_, base_dir: Path, what: str, image: bool = False
-) -> Path | None:
+def _check_file(found: _Collector, where: Path_, base_dir: Path, what: str) -> Path | None:
     value = _lookup(found.loaded.data, where)
     if not isinstance(value, str) or not value.strip():
         return None
@@ -217,27 +217,55 @@ def _check_file(
         state = "is a directory" if path.is_dir() else "does not exist"
         found.add(where, f"the {what} {path} {state}", f"an existing {what}")
         return None
-    if image:
-        try:
-            with Image.open(path):
-                pass
-        except (UnidentifiedImageError, OSError) as exc:
-            found.add(
-                where,
-                f"the {what} {path} is not a readable image ({exc})",
-                f"a {what} PIL can open (PNG, JPEG, ...)",
-            )
-            return None
     return path
+
+
+def _check_image(
+    found: _Collector, where: Path_, base_dir: Path, what: str
+) -> tuple[Path, tuple[int, int]] | None:
+    """An image file that exists, is complete and within the size limit: (path, its size as
+    shown, after EXIF orientation)."""
+    path = _check_file(found, where, base_dir, what)
+    if path is None:
+        return None
+    try:
+        size = check_image_file(path, what)
+    except ImageFileError as exc:
+        found.add(where, f"the {what} {path} {exc.reason}", f"a usable {what}: {exc.advice}")
+        return None
+    return path, size
+
+
+def _check_generator(found: _Collector, base_dir: Path) -> None:
+    """The generator file exists and its first bytes are a checkpoint format we read.
+
+    Only the first bytes are read (a checkpoint is hundreds of MB); a file that passes and
+    is damaged further in is reported when it is loaded.
+    """
+    where = ("generator",)
+    path = _check_file(found, where, base_dir, "generator file")
+    if path is None:
+        return
+    try:
+        kind = sniff_format(path)
+    except DragganError as exc:
+        found.add(where, f"the generator file is unusable: {exc}", _CHECKPOINT_EXPECTED)
+        return
+    if kind not in (PICKLE, SAFETENSORS, JSON):
+        what = "a torch.save archive" if kind == ZIP else "not a checkpoint dragpipe reads"
+        found.add(where, f"the generator file {path} is {what}", _CHECKPOINT_EXPECTED)
+
+
+_CHECKPOINT_EXPECTED = "an NVIDIA StyleGAN2 .pkl (PyTorch or TensorFlow) or a dragpipe .safetensors"
 
 
 def _check_files(data: dict, base_dir: Path, found: _Collector, require_generator: bool):
     if require_generator:
-        _check_file(found, ("generator",), base_dir, "generator file")
+        _check_generator(found, base_dir)
     for i, photo in _dicts(data.get("photos")):
         if not isinstance(photo, dict):
             continue
-        _check_file(found, ("photos", i, "path"), base_dir, "photo", image=True)
+        shown = _check_image(found, ("photos", i, "path"), base_dir, "photo")
         landmarks = _check_file(found, ("photos", i, "landmarks"), base_dir, "landmarks file")
         if landmarks is not None:
             _check_landmarks(landmarks, photo.get("face"), ("photos", i), found)
@@ -245,9 +273,31 @@ def _check_files(data: dict, base_dir: Path, found: _Collector, require_generato
             mask = edit.get("mask") if isinstance(edit, dict) else None
             items = [(None, mask)] if isinstance(mask, dict) else _dicts(mask)
             for k, item in items:
-                if isinstance(item, dict) and "png" in item:
-                    where = ("photos", i, "edits", j, "mask") + (() if k is None else (k,))
-                    _check_file(found, where + ("png",), base_dir, "mask image", image=True)
+                if not (isinstance(item, dict) and "png" in item):
+                    continue
+                where = ("photos", i, "edits", j, "mask") + (() if k is None else (k,))
+                image = _check_image(found, where + ("png",), base_dir, "mask image")
+                space = item.get("space") or edit.get("space") or "photo"
+                if image is not None and shown is not None and space == "photo":
+                    _check_mask_size(found, where + ("png",), image, shown)
+
+
+def _check_mask_size(
+    found: _Collector,
+    where: Path_,
+    mask: tuple[Path, tuple[int, int]],
+    photo: tuple[Path, tuple[int, int]],
+) -> None:
+    """A photo-space mask image has the photo's size (both as shown, after EXIF orientation)."""
+    (path, (width, height)), (photo_path, (photo_w, photo_h)) = mask, photo
+    if (width, height) != (photo_w, photo_h):
+        found.add(
+            where,
+            f"the photo-space mask image {path} is {width}x{height} but the photo "
+            f"{photo_path.name} is {photo_w}x{photo_h}",
+            "a mask drawn on the photo itself (same size), or 'space: aligned' for a mask of "
+            "the aligned face",
+        )
 
 
 def _check_landmarks(path: Path, face: Any, where: Path_, found: _Collector) -> None:

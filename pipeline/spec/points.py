@@ -65,16 +65,41 @@ def _describe(point: tuple[float, float] | LandmarkPoint, space: str) -> str:
     return f"[{point[0]:g}, {point[1]:g}] ({space} pixels)"
 
 
+def outside_crop(xy: np.ndarray, side: int) -> str | None:
+    """How far aligned point ``xy`` [2] lies outside a ``side`` px crop, in words (e.g.
+    '3.2 px right of and 0.7 px below'), or None when it is inside (pixel centres 0 ..
+    side - 1 on both axes)."""
+    x, y = (float(v) for v in xy)
+    if not (np.isfinite(x) and np.isfinite(y)):
+        return "at no finite position relative to"
+    last = side - 1
+    parts = []
+    if x < 0 or x > last:
+        parts.append(f"{-x:.1f} px left of" if x < 0 else f"{x - last:.1f} px right of")
+    if y < 0 or y > last:
+        parts.append(f"{-y:.1f} px above" if y < 0 else f"{y - last:.1f} px below")
+    return " and ".join(parts) or None
+
+
+def _excess(xy: np.ndarray, side: int) -> float:
+    """Aligned px from ``xy`` [..., 2] to the nearest point of the crop (0 inside)."""
+    beyond = np.maximum(0.0, np.maximum(-xy, xy - (side - 1)))
+    return float(np.max(np.hypot(beyond[..., 0], beyond[..., 1])))
+
+
 def resolve_points(
     edit: EditSpec,
     landmarks_aligned: np.ndarray,  # [68, 2] float, aligned pixels (x, y)
     transform: AlignTransform,
+    face: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The edit's handles and targets: two float64 arrays [K, 2] of aligned pixels (x, y).
 
-    Raises ``PipelineError`` naming the photo, edit and point (with its spec line) when a
-    point lands outside the aligned image (0 .. output_size - 1 on both axes). For a
-    ``face: all`` photo, call it only for the face ``owning_face`` picks.
+    Raises ``PipelineError`` naming the photo, edit, point (with its spec line) and face
+    (``face``: its index in the photo) when a point lands outside the aligned crop (pixel
+    centres 0 .. output_size - 1 on both axes), saying how far outside, in aligned pixels
+    and, for photo-space points, photo pixels. For a ``face: all`` photo, call it only for
+    the face ``owning_face`` picks.
     """
     landmarks = as_landmarks(landmarks_aligned)
     side = transform.output_size
@@ -86,12 +111,18 @@ def resolve_points(
             ("target", pair.target, targets),
         ):
             xy = resolve_point(point, space, landmarks, transform)
-            if not (np.all(np.isfinite(xy)) and np.all(xy >= 0) and np.all(xy <= side - 1)):
+            where = outside_crop(xy, side)
+            if where is not None:
+                whose = "the face's" if face is None else f"face {face}'s"
+                photo_px = ""
+                if space == "photo" and not isinstance(point, LandmarkPoint):
+                    photo_px = f", about {_excess(xy, side) * transform.scale:.0f} photo px away"
                 raise PipelineError(
                     f"{edit.point_where(index)}: photo {edit.photo_id!r}, edit {edit.name!r}, "
-                    f"point {index} {role} {_describe(point, space)} lands at aligned "
-                    f"({xy[0]:.1f}, {xy[1]:.1f}), outside the {side}x{side} aligned face: "
-                    "move it inside the face crop (see the aligned image) or use a landmark"
+                    f"point {index} {role} {_describe(point, space)} falls outside {whose} "
+                    f"aligned crop, {where} its edge (aligned px: the crop is {side} px "
+                    f"square{photo_px}): move it onto the face (see the aligned image) or "
+                    "use a landmark"
                 )
             out.append(xy)
     return np.stack(handles), np.stack(targets)
@@ -109,20 +140,28 @@ def photo_space_points(edit: EditSpec) -> np.ndarray:
     return np.stack(points) if points else np.zeros((0, 2))
 
 
-def owning_face(edit: EditSpec, transforms: Sequence[AlignTransform]) -> int | None:
+def owning_face(
+    edit: EditSpec, transforms: Sequence[AlignTransform], names: Sequence[int] | None = None
+) -> int | None:
     """Index of the face (into ``transforms``) an edit with photo-space points is for.
 
     None when the edit has no photo-space points (it applies to every face). Raises
-    ``PipelineError`` when no face's aligned crop contains all of them.
+    ``PipelineError`` when no face's aligned crop contains all of them, naming the nearest
+    face (``names``: the faces' indices in the photo; default their positions) and how far
+    its crop misses the points.
     """
     points = photo_space_points(edit)
     if len(points) == 0:
         return None
     best, best_distance = None, np.inf
+    nearest, nearest_miss = 0, np.inf  # the face whose crop the points miss least (photo px)
     for face, transform in enumerate(transforms):
         side = transform.output_size
         aligned = photo_to_aligned(points, transform)
-        if not (np.all(aligned >= 0) and np.all(aligned <= side - 1)):
+        miss = _excess(aligned, side) * transform.scale
+        if miss > 0:
+            if miss < nearest_miss:
+                nearest, nearest_miss = face, miss
             continue
         centre_offset = (aligned.mean(axis=0) - (side - 1) / 2) / side
         distance = float(np.hypot(*centre_offset))
@@ -131,7 +170,10 @@ def owning_face(edit: EditSpec, transforms: Sequence[AlignTransform]) -> int | N
     if best is None:
         raise PipelineError(
             f"{edit.where}: photo {edit.photo_id!r}, edit {edit.name!r}: no face's aligned crop "
-            f"contains all its photo-space points ({len(transforms)} face(s) found): put the "
-            "points on one face, or use landmark-anchored points to edit every face"
+            f"contains all its photo-space points ({len(transforms)} face(s) found; the "
+            f"nearest, face {nearest if names is None else names[nearest]}, misses the "
+            "farthest point by about "
+            f"{nearest_miss:.0f} photo px): put the points on one face, or use "
+            "landmark-anchored points to edit every face"
         )
     return best

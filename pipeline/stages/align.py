@@ -25,7 +25,8 @@ from pipeline.alignment.transform import AlignTransform, photo_to_aligned
 from pipeline.jobs import Info, Metrics
 from pipeline.stages.context import StageContext
 from pipeline.stages.images import save_png
-from pipeline.store import KeyMaterial, Pending, Ref, Result, Store
+from pipeline.store import KeyMaterial, PartialState, Pending, Ref, Result, Store
+from pipeline.store.keys import canonical_json, sha256_bytes
 
 VERSION = 1
 FACES = "faces.json"
@@ -47,6 +48,15 @@ class FaceRecord:
     landmarks: np.ndarray  # [68, 2] photo pixels, float64
     aligned_landmarks: np.ndarray  # [68, 2] aligned pixels, float64
     transform: AlignTransform
+    crop: str = ""  # SHA-256 of the aligned crop (its face<k>.png), from the result's manifest
+
+    @property
+    def geometry(self) -> str:
+        """Digest of where the face is: its aligned landmarks and its transform (what an
+        edit's points and mask resolve against). With ``crop``, the face's identity in the
+        keys of later stages, whichever selection (``face: all``, an index) found it."""
+        data = {"aligned_landmarks": self.aligned_landmarks, "transform": self.transform.to_dict()}
+        return sha256_bytes(canonical_json(data).encode())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,7 +70,7 @@ class FaceRecord:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FaceRecord:
+    def from_dict(cls, data: dict[str, Any], crop: str = "") -> FaceRecord:
         return cls(
             index=int(data["index"]),
             box=tuple(float(v) for v in data["box"]),  # type: ignore[arg-type]
@@ -69,12 +79,17 @@ class FaceRecord:
             landmarks=np.asarray(data["landmarks"], dtype=np.float64),
             aligned_landmarks=np.asarray(data["aligned_landmarks"], dtype=np.float64),
             transform=AlignTransform.from_dict(data["transform"]),
+            crop=crop,
         )
 
 
 def faces(result: Result) -> list[FaceRecord]:
-    """The selected faces of an alignment result, in order."""
-    return [FaceRecord.from_dict(record) for record in result.json(FACES)]
+    """The selected faces of an alignment result, in order (each with its crop's digest)."""
+    files = result.manifest["files"]
+    return [
+        FaceRecord.from_dict(record, crop=str(files[face_image(k)]["sha256"]))
+        for k, record in enumerate(result.json(FACES))
+    ]
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,9 @@ class AlignTask:
 
     def needs(self) -> tuple[Ref, ...]:
         return ()
+
+    def saved_progress(self, partial: PartialState) -> None:
+        return None  # no loop: an interrupted one starts again
 
     def compute(self, ctx: StageContext, pending: Pending, label: str) -> tuple[Metrics, Info]:
         from pipeline.alignment import (

@@ -22,7 +22,7 @@ from pipeline.stages.context import StageContext
 from pipeline.stages.edit import EDITED, MASK
 from pipeline.stages.images import load_png
 from pipeline.stages.invert import RECONSTRUCTION
-from pipeline.store import KeyMaterial, Pending, Ref, Result, Store
+from pipeline.store import KeyMaterial, PartialState, Pending, Ref, Result, Store
 
 VERSION = 1
 
@@ -78,6 +78,9 @@ class CompositeTask:
 
     def needs(self) -> tuple[Ref, ...]:
         return (self.align, *self.inverts, *self.edits)
+
+    def saved_progress(self, partial: PartialState) -> None:
+        return None  # no loop: an interrupted one starts again
 
     def compute(self, ctx: StageContext, pending: Pending, label: str) -> tuple[Metrics, Info]:
         from pipeline.compositing import FaceEdit, composite_faces

@@ -39,8 +39,10 @@ class StageContext:
         display: Display,
         checkpoint_every: int = 25,
         run: str | None = None,
+        read_only: bool = False,
     ) -> StageContext:
-        """A context on the store in ``workdir`` for the checkpoint ``generator``."""
-        store = Store(workdir, report=display.warn)
+        """A context on the store in ``workdir`` for the checkpoint ``generator``
+        (``read_only``: a store that writes nothing, for ``status`` and dry runs)."""
+        store = Store(workdir, report=display.warn, read_only=read_only)
         generators = Generators(store, generator, device)
         return cls(store, display, device, generators, checkpoint_every, run)

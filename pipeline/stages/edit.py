@@ -1,8 +1,9 @@
 """Edit stage: one DragGAN edit of one inverted face.
 
 Key: the drag config, the edit's points and mask as written in the spec (plus the digest of
-a mask file), the face index, the inversion's key and, for a chained edit (``from:``), the
-key of the edit it starts from. Result files:
+a mask file), the face's geometry (aligned landmarks and transform, ``FaceRecord.geometry``:
+the same face is the same work whichever selection found it), the inversion's key and, for
+a chained edit (``from:``), the key of the edit it starts from. Result files:
 
 - ``ws.safetensors``: ``ws`` [1, num_ws, w_dim] after the drag (a chained edit starts here);
 - ``before.png`` / ``edited.png``: the aligned image the drag started from / ended with;
@@ -10,7 +11,8 @@ key of the edit it starts from. Result files:
 - ``history.json``: one record per step (handles, losses, distances to the targets);
 - ``points.json``: the handles and targets the spec resolved to (aligned pixels);
 - ``mask.png``: the resolved drag mask (grey levels, white = may move), when there is one;
-- metrics: steps, converged, final distance of each handle to its target (aligned px).
+- metrics: steps, converged, final distance of each handle to its target (aligned px;
+  lower is better, converged when every one is <= ``stop_distance``), with ``meaning``.
 
 The drag saves its complete loop state (``draggan.DragState``) in the pending directory's
 ``checkpoints/drag.safetensors`` every ``checkpoint_every`` steps, with the trajectory
@@ -31,15 +33,15 @@ from PIL import Image, ImageDraw
 
 from draggan import DragConfig, DragProgress, DragResult, DragState
 from draggan.atomic_write import atomic_write
-from pipeline.jobs import Info, Metrics
+from pipeline.jobs import Info, Metrics, SavedProgress
 from pipeline.spec.models import EditSpec, PngMask
 from pipeline.stages.align import FaceRecord, faces
 from pipeline.stages.context import StageContext
 from pipeline.stages.images import load_png, save_png, tensor_to_image
 from pipeline.stages.invert import GENERATOR, RECONSTRUCTION, WS
-from pipeline.store import KeyMaterial, Pending, Ref, Store
+from pipeline.store import KeyMaterial, PartialState, Pending, Ref, Store
 
-VERSION = 1
+VERSION = 2  # 2: the motion loss of XingangPan/DragGAN d0422b1 (F(q + d) live)
 MAX_FRAMES = 60  # frames kept in the trajectory animation (evenly subsampled)
 FRAME_MS = 80
 CHECKPOINT = "drag"  # the loop state; frames are "drag-frame-<step>"
@@ -85,8 +87,10 @@ def resolve(edit: EditSpec, record: FaceRecord) -> tuple[np.ndarray, np.ndarray,
     from pipeline.spec.masks import resolve_mask
     from pipeline.spec.points import resolve_points
 
-    handles, targets = resolve_points(edit, record.aligned_landmarks, record.transform)
-    mask = resolve_mask(edit, record.aligned_landmarks, record.transform)
+    handles, targets = resolve_points(
+        edit, record.aligned_landmarks, record.transform, record.index
+    )
+    mask = resolve_mask(edit, record.aligned_landmarks, record.transform, face=record.index)
     return np.asarray(handles), np.asarray(targets), mask
 
 
@@ -101,11 +105,12 @@ class EditTask:
     config: DragConfig
     align: Ref  # the alignment (the face's landmarks and transform)
     face: int  # index into the alignment's selected faces
+    geometry: str  # ``FaceRecord.geometry`` of that face: its identity in the key
     invert: Ref  # the face's inversion (tuned generator, pivot)
     start: Ref | None  # the edit this one starts from (``from:``), or None: the pivot
 
     def material(self, store: Store) -> KeyMaterial:
-        inputs: dict[str, Any] = {"invert": self.invert.key}
+        inputs: dict[str, Any] = {"invert": self.invert.key, "face": self.geometry}
         if self.start is not None:
             inputs["start"] = self.start.key
         digest = mask_digest(self.edit, store)
@@ -114,11 +119,7 @@ class EditTask:
         return KeyMaterial(
             stage=self.STAGE,
             version=VERSION,
-            params={
-                "drag": self.config.to_dict(),
-                "points": points_params(self.edit),
-                "face": {"index": self.face},
-            },
+            params={"drag": self.config.to_dict(), "points": points_params(self.edit)},
             inputs=inputs,
         )
 
@@ -156,8 +157,11 @@ class EditTask:
 
         every = max(1, ctx.checkpoint_every)
         resume, frames = _resume_point(ctx, pending, before, label)
-        saved_frames = {step for step, _ in frames[1:]}  # drag frames already in checkpoints
         total = self.config.max_steps
+        resumed = (
+            [] if resume is None else [{"loop": "drag", "from_step": resume.step, "of": total}]
+        )
+        saved_frames = {step for step, _ in frames[1:]}  # drag frames already in checkpoints
         with ctx.display.stage(f"{label} drag", total) as bar:
 
             def callback(progress: DragProgress) -> None:
@@ -192,6 +196,7 @@ class EditTask:
                 pending.drop_checkpoint(CHECKPOINT)
                 frames[1:] = []
                 saved_frames.clear()
+                resumed = []
                 result = run_drag(None)
             bar.close()
         final = tensor_to_image(result.image)
@@ -212,8 +217,23 @@ class EditTask:
             "start_distance": [
                 round(float(d), 3) for d in np.linalg.norm(handles - targets, axis=1)
             ],
+            "stop_distance": float(result.stop_distance),
+            "meaning": {
+                "final_distance": "px from each handle to its target in the aligned image "
+                "after the drag; lower is better, converged when every one is <= "
+                "stop_distance",
+                "start_distance": "px from each handle to its target before the drag",
+            },
         }
-        return metrics, {"final_handles": final_handles.tolist()}
+        return metrics, {"final_handles": final_handles.tolist(), "resumed": resumed}
+
+    def saved_progress(self, partial: PartialState) -> SavedProgress | None:
+        saved = partial.checkpoints.get(CHECKPOINT)
+        state = saved.get("state") if isinstance(saved, dict) else None
+        step = state.get("step") if isinstance(state, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool) or step <= 0:
+            return None
+        return SavedProgress("drag", step, self.config.max_steps)
 
 
 def _save_checkpoint(

@@ -1,19 +1,20 @@
 """Invert stage: PTI (W projection, then pivotal tuning) of one aligned face.
 
-Key: the projection and tuning configs, the face index, the alignment result's key and the
-generator file's digest. Result files:
+Key: the projection and tuning configs, the digest of the aligned crop (so the same face is
+the same work, whichever face selection or spec found it) and the generator file's digest.
+Result files:
 
 - ``ws.safetensors``: ``ws`` [1, num_ws, w_dim], the pivot latent;
 - ``generator.safetensors``: the tuned generator as an fp16 delta against the base
   (``pipeline.stages.tuned``), stored once per face and shared by all its edits;
 - ``reconstruction.png``: the tuned generator's rendering of the pivot (noise 'const'),
   rendered from the STORED delta, so a later run's edits start from exactly this;
-- metrics: MSE, PSNR, LPIPS and identity similarity of the reconstruction.
+- metrics: MSE, PSNR, LPIPS and dlib identity distance and similarity of the reconstruction
+  (``inversion.InversionMetrics.to_dict()``, with each metric's direction and threshold under
+  ``meaning``).
 
 Both loops save their complete state in the pending directory every
 ``checkpoint_every`` steps; a killed run resumes from there and ends with the same result.
-The result's info records what an interrupted attempt left: ``resumed`` (loops finished
-before, e.g. ``["projection"]``) and ``resumed_at`` (loop -> the step it resumed at).
 """
 
 from __future__ import annotations
@@ -26,24 +27,31 @@ import torch
 
 from draggan.loop_state import LoopState
 from inversion import Progress, ProjectConfig, TuneConfig
-from pipeline.jobs import Info, Metrics
+from pipeline.jobs import Info, Metrics, SavedProgress
 from pipeline.progress import StageProgress
 from pipeline.stages.align import face_image
 from pipeline.stages.context import StageContext
 from pipeline.stages.images import image_to_tensor, load_png, save_png, tensor_to_image
 from pipeline.stages.tuned import save_tuned
-from pipeline.store import KeyMaterial, Pending, Ref, Store
+from pipeline.store import KeyMaterial, PartialState, Pending, Ref, Store
 
 T = TypeVar("T")
-VERSION = 1
+# 2: both loops synthesise in float32 (force_fp32), as PTI does: fp16 results from CUDA are
+# not served
+VERSION = 2
 WS, GENERATOR, RECONSTRUCTION = "ws.safetensors", "generator.safetensors", "reconstruction.png"
+
+
+# What the progress display shows of each loop's losses: the perceptual distance (the
+# projection's total also holds the noise regulariser x 1e5, e.g. 1.461e+04: not shown).
+_SHOWN = {"lpips": "LPIPS", "mse": "MSE"}
 
 
 def _checkpointing(pending: Pending, name: str, every: int, bar: StageProgress, total: int):
     """A loop callback: progress display + a state checkpoint every ``every`` steps."""
 
     def callback(progress: Progress) -> None:
-        live = {k: float(v) for k, v in progress.losses.items()}
+        live = {_SHOWN[k]: float(v) for k, v in progress.losses.items() if k in _SHOWN}
         bar.update(progress.step, total, **live)
         if progress.step % every == 0 and progress.step < progress.num_steps:
             tensors, meta = progress.state().to_tensors()
@@ -52,27 +60,45 @@ def _checkpointing(pending: Pending, name: str, every: int, bar: StageProgress, 
     return callback
 
 
+@dataclass(frozen=True)
+class LoopRun:
+    """How one loop went: where it started (a resumed step, else 0) and its last step."""
+
+    words: str  # 'projection' | 'tuning'
+    start: int
+    steps: int  # steps done when it returned
+    total: int  # its step budget
+
+    def resumed(self) -> list[dict[str, object]]:
+        """The manifest's record of a resume ([] when it started from the beginning)."""
+        return (
+            [{"loop": self.words, "from_step": self.start, "of": self.total}] if self.start else []
+        )
+
+
 def _resumable(
     ctx: StageContext,
     pending: Pending,
     label: str,
     loop: tuple[str, str, type[LoopState], int],  # checkpoint name, words, state class, steps
     run: Callable[[Callable[[Progress], None], LoopState | None], T],
-    resumed_at: dict[str, int],  # loop -> the step it resumed at (updated here)
-) -> T:
+) -> tuple[T, LoopRun]:
     """``run(callback, resume)`` of one loop: resumed from its checkpoint when there is one,
-    shown as a progress bar, its state saved every ``ctx.checkpoint_every`` steps."""
+    shown as a progress bar, its state saved every ``ctx.checkpoint_every`` steps; returns
+    its output and how it went."""
     name, words, state_class, total = loop
     saved = pending.load_checkpoint(name)
     resume = state_class.from_tensors(*saved) if saved else None
+    start = 0 if resume is None else int(resume.step)
     if resume is not None:
-        ctx.display.info(f"{label} {words}: resuming at step {resume.step}")
-        resumed_at[name] = resume.step
+        ctx.display.info(f"{label} {words}: resuming at step {start}")
     with ctx.display.stage(f"{label} {name}", total) as bar:
+        bar.step = start
         every = max(1, ctx.checkpoint_every)
         out = run(_checkpointing(pending, name, every, bar, total), resume)
-        bar.close()
-    return out
+        lpips = bar.live.get("LPIPS")
+        bar.close("" if lpips is None else f"LPIPS {lpips:.4g}")
+    return out, LoopRun(words, start, bar.step, total)
 
 
 @dataclass(frozen=True)
@@ -82,7 +108,8 @@ class InvertTask:
     STAGE: ClassVar[str] = "invert"
 
     align: Ref
-    face: int  # index into the alignment's selected faces
+    face: int  # index into the alignment's selected faces (where its crop is)
+    crop: str  # the crop's digest (``FaceRecord.crop``): the face's identity in the key
     project: ProjectConfig
     tune: TuneConfig
     generator: str  # the base checkpoint's digest
@@ -91,12 +118,8 @@ class InvertTask:
         return KeyMaterial(
             stage=self.STAGE,
             version=VERSION,
-            params={
-                "project": self.project.to_dict(),
-                "tune": self.tune.to_dict(),
-                "face": {"index": self.face},
-            },
-            inputs={"align": self.align.key, "generator": self.generator},
+            params={"project": self.project.to_dict(), "tune": self.tune.to_dict()},
+            inputs={"face": self.crop, "generator": self.generator},
         )
 
     def needs(self) -> tuple[Ref, ...]:
@@ -113,15 +136,16 @@ class InvertTask:
         target = image_to_tensor(load_png(align.file(face_image(self.face))))
         target = target.to(ctx.device)  # [1, 3, R, R]
         ws_file = pending.file(WS)
-        resumed = []  # loops whose result an interrupted attempt left
-        resumed_at: dict[str, int] = {}  # loop -> the step it resumed at
+        resumed: list[dict[str, object]] = []
         if ws_file.is_file():  # projection finished in an earlier, interrupted attempt
             from safetensors.torch import load_file
 
             ws = load_file(str(ws_file))["ws"].to(ctx.device)
-            resumed.append("projection")
+            steps = project_config.num_steps
+            resumed += LoopRun("projection", steps, steps, steps).resumed()
+            ctx.display.info(f"{label} projection: done before the interruption, kept")
         else:
-            ws = _resumable(
+            ws, projection = _resumable(
                 ctx,
                 pending,
                 label,
@@ -129,12 +153,12 @@ class InvertTask:
                 lambda callback, resume: project(
                     G, target, project_config, callback=callback, resume=resume
                 ),
-                resumed_at,
             )
+            resumed += projection.resumed()
             pending.write_tensors(WS, {"ws": ws})
             pending.drop_checkpoint("project")
 
-        tuned = _resumable(
+        tuned, tuning = _resumable(
             ctx,
             pending,
             label,
@@ -142,8 +166,16 @@ class InvertTask:
             lambda callback, resume: tune(
                 G, ws, target, tune_config, callback=callback, resume=resume
             ),
-            resumed_at,
         )
+        resumed += tuning.resumed()
+        info: dict[str, object] = {"resumed": resumed}
+        if tuning.steps < tuning.total:  # PTI's early stop, the only one: LPIPS low enough
+            info["tuning_stopped"] = {
+                "after_steps": tuning.steps,
+                "of": tuning.total,
+                "why": f"LPIPS fell to lpips_threshold {tune_config.lpips_threshold:g}",
+            }
+            ctx.display.info(f"{label} {_tuning_stopped(info['tuning_stopped'])}")
         counts = save_tuned(pending.file(GENERATOR), tuned, G, ctx.generators.digest)
         del tuned
 
@@ -161,4 +193,34 @@ class InvertTask:
         )
         metrics = report.to_dict()
         pending.drop_checkpoint("tune")
-        return metrics, {"resumed": resumed, "resumed_at": resumed_at, "delta": counts}
+        return metrics, {**info, "delta": counts}
+
+    def saved_progress(self, partial: PartialState) -> SavedProgress | None:
+        if WS in partial.files:  # the pivot is kept; tuning resumes (or starts)
+            saved = _step(partial.checkpoints.get("tune"))
+            return SavedProgress("tuning", saved, self.tune.max_steps, "projection done")
+        saved = _step(partial.checkpoints.get("project"))
+        return SavedProgress("projection", saved, self.project.num_steps) if saved else None
+
+
+def _step(meta: object) -> int:
+    """The steps a loop checkpoint's meta says were done (0 without one)."""
+    step = meta.get("step") if isinstance(meta, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else 0
+
+
+def _tuning_stopped(stop: dict[str, object]) -> str:
+    """'tuning stopped early, after 120 of 350 steps: LPIPS fell to lpips_threshold 0.06'."""
+    return f"tuning stopped early, after {stop['after_steps']} of {stop['of']} steps: {stop['why']}"
+
+
+def describe_run(info: dict[str, object]) -> str:
+    """What the summary adds about how an inversion ran (resumes, an early stop), or ''."""
+    parts = []
+    stop = info.get("tuning_stopped")
+    if isinstance(stop, dict):
+        parts.append(_tuning_stopped(stop))
+    for item in info.get("resumed") or []:
+        if isinstance(item, dict):
+            parts.append(f"{item.get('loop')} resumed at step {item.get('from_step')}")
+    return "; ".join(parts)

@@ -8,7 +8,15 @@ checkpoints, ``lock`` keeps two runs from writing one workdir at once, with ``le
 from pipeline.store.keys import DigestCache, KeyMaterial, canonical_json, explain_change
 from pipeline.store.lease import Lease, LeaseBusy, LeaseLost
 from pipeline.store.lock import LockBusy, RunLock, run_holder
-from pipeline.store.store import DamagedResult, Pending, Ref, Result, Store
+from pipeline.store.store import (
+    DamagedResult,
+    PartialState,
+    Pending,
+    RecordedSpec,
+    Ref,
+    Result,
+    Store,
+)
 
 __all__ = [
     "DamagedResult",
@@ -18,7 +26,9 @@ __all__ = [
     "LeaseBusy",
     "LeaseLost",
     "LockBusy",
+    "PartialState",
     "Pending",
+    "RecordedSpec",
     "Ref",
     "Result",
     "RunLock",

@@ -101,8 +101,9 @@ class DigestCache:
     while any change to the file (size or modification time) re-hashes it.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, persist: bool = True):
         self.path = Path(path)
+        self.persist = persist  # False: digests computed now are kept in memory only
         try:
             self._entries: dict[str, dict[str, Any]] = json.loads(self.path.read_text())
             if not isinstance(self._entries, dict):
@@ -130,6 +131,8 @@ class DigestCache:
         return value
 
     def _save(self) -> None:
+        if not self.persist:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(self.path, json.dumps(self._entries, indent=1, sort_keys=True).encode())
 
@@ -169,6 +172,7 @@ _INPUT_WORDS = {
     "start": "the edit it starts from changed",
     "edits": "an edit changed",
     "mask": "mask changed",
+    "face": "aligned face changed",
 }
 
 

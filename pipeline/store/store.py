@@ -5,6 +5,7 @@ Layout under the workdir::
     results/<stage>/<key>/        a complete result: its files + manifest.json (written last)
     partial/<stage>-<key>/        a result being computed: files so far + checkpoints/
     refs/<photo id>/<slot>.json   the key material last used for a slot (for ``status``)
+    specs/<id>.json               a spec that ran here and the results it used (for ``clean``)
     generators/<digest>.json      facts about a generator checkpoint (its resolution, ...)
     digests.json                  file digests cached by path, size and mtime
     lock                          the run lock (``pipeline.store.lock``)
@@ -13,6 +14,10 @@ Layout under the workdir::
 Only this module knows these names: everything else asks ``Store`` (results by stage and
 key, partial results, refs, generator facts, file digests). Every file is written through
 ``draggan.atomic_write`` (temporary file, fsync, ``os.replace``, fsync of the folder).
+``Store(root, read_only=True)`` (``status``, ``run --dry-run``) writes nothing: digests it
+computes and generator facts it learns stay in memory, a damaged result is reported but
+left in place, and any write is refused. ``unwritable()`` says, before a run does any
+work, which of the store's folders or files it could not write.
 
 A result is computed in its ``partial`` directory; long loops save their state in its
 ``checkpoints/`` subdirectory every few steps so a killed run resumes there. Publishing
@@ -35,7 +40,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,18 +51,21 @@ from safetensors.torch import load_file, save_file
 
 from draggan.atomic_write import atomic_write, fsync_path, write_bytes_atomic
 from pipeline.errors import PipelineError
-from pipeline.store.keys import DigestCache, KeyMaterial, canonical, sha256_file
+from pipeline.folders import folder_problem
+from pipeline.store.keys import DigestCache, KeyMaterial, canonical, sha256_bytes, sha256_file
 from pipeline.store.lease import Lease
+from pipeline.store.lock import LOCK_NAME
 
 MANIFEST = "manifest.json"
 CHECKPOINTS = "checkpoints"
 MANIFEST_FORMAT = "dragpipe-result-1"
-RESULTS, PARTIAL, REFS, GENERATORS, DIGESTS, LEASES = (
+RESULTS, PARTIAL, REFS, GENERATORS, DIGESTS, SPECS, LEASES = (
     "results",
     "partial",
     "refs",
     "generators",
     "digests.json",
+    "specs",
     "leases",
 )
 
@@ -238,15 +246,19 @@ class Store:
     ``begin(material)`` -> ``Pending`` -> ``commit`` (under ``job_lease(ref)``),
     ``wait_visible``; ``all_results``, ``partials``,
     ``remove``, ``remove_partial``, ``size_of``. Refs (what each slot of a photo last
-    resolved to, for ``status``): ``write_ref``, ``read_ref``, ``ref_slots``, ``drop_refs``.
+    resolved to, for ``status``): ``write_ref``, ``read_ref``, ``ref_slots``, ``drop_refs``,
+    ``ref_names``. Specs that ran here (for ``clean``): ``record_spec``,
+    ``recorded_specs``, ``forget_spec``, ``forget_specs``.
     Generator facts: ``generator_info``, ``remember_generator``. User files:
     ``file_digest``.
     """
 
-    def __init__(self, root: Path, report: Reporter | None = None):
+    def __init__(self, root: Path, report: Reporter | None = None, read_only: bool = False):
         self.root = Path(root)
         self.report = report or (lambda message: None)
+        self.read_only = read_only
         self._digests: DigestCache | None = None
+        self._generators: dict[str, dict[str, Any]] = {}  # learnt while read-only
         # Results this process verified (or committed), with their files' (size, mtime):
         # ``result`` re-verifies only when those changed.
         self._verified: dict[Ref, tuple[Result, tuple]] = {}
@@ -261,7 +273,7 @@ class Store:
     @property
     def digests(self) -> DigestCache:
         if self._digests is None:
-            self._digests = DigestCache(self.root / DIGESTS)
+            self._digests = DigestCache(self.root / DIGESTS, persist=not self.read_only)
         return self._digests
 
     def file_digest(self, path: Path) -> str:
@@ -314,6 +326,9 @@ class Store:
         try:
             result = self._verify(path, ref.key)
         except DamagedResult as exc:
+            if self.read_only:
+                self.report(f"{exc}; a run will remove it and recompute it")
+                return None
             self.report(f"{exc}; removing it and {then}")
             shutil.rmtree(path, ignore_errors=True)
             self._verified.pop(ref, None)
@@ -358,10 +373,12 @@ class Store:
     def begin(self, material: KeyMaterial, guard: Callable[[], None] | None = None) -> Pending:
         """Start (or resume, keeping its checkpoints) computing the result for ``material``;
         ``guard`` (the job lease's ``check``) runs before each checkpoint and the commit."""
+        self._writing()
         return Pending(self, material, guard)
 
     def job_lease(self, ref: Ref, run: str | None = None) -> Lease:
         """The lease (not yet acquired) that whoever computes ``ref`` holds meanwhile."""
+        self._writing()
         return Lease(
             self.root / LEASES / f"{ref.stage}-{ref.key}",
             run=run,
@@ -383,8 +400,29 @@ class Store:
             time.sleep(0.2)
         return True
 
+    def _writing(self) -> None:
+        if self.read_only:
+            raise PipelineError(f"internal: a write to the read-only store {self.root}")
+
+    def unwritable(self) -> str | None:
+        """Why a run could not write this store (its folder, an existing subfolder of its
+        layout or the lock file), in words naming the path; None when it can."""
+        problem = folder_problem(self.root)
+        if problem is not None or not self.root.is_dir():
+            return problem
+        folders = [self.root / name for name in (RESULTS, PARTIAL, REFS, GENERATORS, SPECS, LEASES)]
+        folders += [p for name in (RESULTS, REFS) for p in _subfolders(self.root / name)]
+        for folder in folders:
+            if folder.exists() and (problem := folder_problem(folder)) is not None:
+                return problem
+        lock = self.root / LOCK_NAME
+        if lock.exists() and not os.access(lock, os.W_OK):
+            return f"{lock} is not writable"
+        return None
+
     def remove(self, stage: str, key: str) -> bool:
         """Delete a complete result; False when there was none."""
+        self._writing()
         self._verified.pop(Ref(stage, key), None)
         path = self.result_dir(stage, key)
         if path.exists():
@@ -422,7 +460,28 @@ class Store:
     def partial_size(self, stage: str, key: str) -> int:
         return _tree_size(self.partial_dir(stage, key))
 
+    def partial_state(self, stage: str, key: str) -> PartialState | None:
+        """What an interrupted computation of (stage, key) left (read only): the result files
+        it wrote and the JSON meta of each loop checkpoint; None when there is none."""
+        folder = self.partial_dir(stage, key)
+        if not folder.is_dir():
+            return None
+        files = frozenset(
+            p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+        )
+        metas: dict[str, Any] = {}
+        for path in sorted((folder / CHECKPOINTS).glob("*.safetensors")):
+            try:
+                from safetensors import safe_open
+
+                with safe_open(str(path), framework="pt") as handle:
+                    metas[path.stem] = json.loads((handle.metadata() or {})["meta"])
+            except (SafetensorError, OSError, KeyError, ValueError):
+                continue  # unreadable: the run will report and ignore it
+        return PartialState(files, metas)
+
     def remove_partial(self, stage: str, key: str) -> None:
+        self._writing()
         shutil.rmtree(self.partial_dir(stage, key), ignore_errors=True)
 
     # Refs: what each slot (photo, stage, edit) last resolved to, for `status` ----------------
@@ -430,6 +489,7 @@ class Store:
         return self.root / REFS / photo_id / f"{slot}.json"
 
     def write_ref(self, photo_id: str, slot: str, material: KeyMaterial) -> None:
+        self._writing()
         path = self._ref_path(photo_id, slot)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, {"key": material.key, "material": material.to_dict()})
@@ -449,10 +509,79 @@ class Store:
 
     def drop_refs(self) -> None:
         """Forget every ref (``clean --all``)."""
+        self._writing()
         shutil.rmtree(self.root / REFS, ignore_errors=True)
+
+    def ref_names(self) -> dict[Ref, list[str]]:
+        """Every result some slot last resolved to, with those slots' names
+        ('<photo> <slot>'), for people to recognise a key."""
+        names: dict[Ref, list[str]] = {}
+        base = self.root / REFS
+        for path in sorted(base.glob("*/*.json")) if base.is_dir() else []:
+            data = self.read_ref(path.parent.name, path.stem)
+            if data is not None and isinstance(data["material"], dict):
+                ref = Ref(str(data["material"].get("stage")), str(data.get("key")))
+                names.setdefault(ref, []).append(f"{path.parent.name} {path.stem}")
+        return names
+
+    # Specs that use this workdir (so `clean` keeps every spec's work) ----------------------
+    def record_spec(self, spec: Path, results: Iterable[Ref] | None = None) -> None:
+        """Remember that ``spec`` runs in this workdir, with the results it uses (None: keep
+        those recorded before). The path is also kept relative to the workdir, which is the
+        one read once the workdir is no longer where it was (a project folder moved or
+        copied as a whole still finds its own specs)."""
+        self._writing()
+        spec = Path(spec).resolve()
+        known = self.recorded_specs()
+        previous = next((item for item in known if item.path == spec), None)
+        if results is None:
+            results = previous.results if previous is not None else ()
+        for item in known:  # older records of the same file (e.g. before a move)
+            if item.path == spec and item.file.name != _spec_file_name(spec):
+                item.file.unlink(missing_ok=True)
+        folder = self.root / SPECS
+        folder.mkdir(parents=True, exist_ok=True)
+        data = {
+            "spec": str(spec),
+            "workdir": str(self.root.resolve()),
+            "relative": os.path.relpath(spec, self.root.resolve()),
+            "results": sorted([ref.stage, ref.key] for ref in set(results)),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        write_json_atomic(folder / _spec_file_name(spec), data)
+
+    def recorded_specs(self) -> list[RecordedSpec]:
+        """The specs recorded as running in this workdir (one per spec file)."""
+        found: dict[Path, RecordedSpec] = {}
+        folder = self.root / SPECS
+        for file in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                data = json.loads(file.read_text())
+                moved = data["workdir"] != str(self.root.resolve())
+                path = (self.root / data["relative"]).resolve() if moved else Path(data["spec"])
+                results = frozenset(Ref(str(s), str(k)) for s, k in data["results"])
+            except (OSError, ValueError, KeyError, TypeError):
+                self.report(f"ignoring the unreadable spec record {file}")
+                continue
+            if path in found:  # two records of one file: both sets of results
+                results |= found[path].results
+            found[path] = RecordedSpec(path, results, file)
+        return list(found.values())
+
+    def forget_spec(self, recorded: RecordedSpec) -> None:
+        """Drop a spec's record (``clean`` when the spec no longer exists)."""
+        self._writing()
+        recorded.file.unlink(missing_ok=True)
+
+    def forget_specs(self) -> None:
+        """Drop every spec record (``clean --all``)."""
+        self._writing()
+        shutil.rmtree(self.root / SPECS, ignore_errors=True)
 
     # Generator facts, by checkpoint digest (so `status` need not load a checkpoint) --------
     def generator_info(self, digest: str) -> dict[str, Any] | None:
+        if digest in self._generators:
+            return dict(self._generators[digest])
         try:
             data = json.loads((self.root / GENERATORS / f"{digest}.json").read_text())
         except (OSError, ValueError):
@@ -460,6 +589,10 @@ class Store:
         return data if isinstance(data, dict) else None
 
     def remember_generator(self, digest: str, info: dict[str, Any]) -> None:
+        """Keep facts about a checkpoint (on disk; in memory only when read-only)."""
+        if self.read_only:
+            self._generators[digest] = dict(info)
+            return
         path = self.root / GENERATORS / f"{digest}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, canonical(info))
@@ -475,6 +608,32 @@ def _stamp(result: Result) -> tuple:
         )
     except OSError:
         return ()
+
+
+@dataclass(frozen=True)
+class PartialState:
+    """What an interrupted computation left: its result files so far and its loop
+    checkpoints' meta (checkpoint name -> JSON meta; the stage knows what they mean)."""
+
+    files: frozenset[str]
+    checkpoints: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RecordedSpec:
+    """A spec recorded as running in a workdir, and the results its last run used."""
+
+    path: Path  # the spec file (it may no longer exist)
+    results: frozenset[Ref]
+    file: Path  # the record itself
+
+
+def _spec_file_name(spec: Path) -> str:
+    return f"{sha256_bytes(str(spec).encode())[:16]}.json"
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
 def _tree_size(path: Path) -> int:
