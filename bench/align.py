@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import _benchpath  # noqa: F401  (bench/ off sys.path: see _benchpath.py)
 import numpy as np
 from PIL import Image
 

@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import _benchpath  # noqa: F401  (bench/ off sys.path: see _benchpath.py)
 import numpy as np
 import torch
 from PIL import Image

@@ -21,7 +21,6 @@ import argparse
 import statistics
 import time
 
-import _benchpath  # noqa: F401  (bench/ off sys.path: see _benchpath.py)
 import torch
 
 from draggan import DragConfig, Generator, GeneratorConfig, drag

@@ -21,7 +21,6 @@ by that limit.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,23 +61,6 @@ class Photo:
     def mode(self) -> str:
         """The original PIL mode, e.g. 'RGB', 'I;16', 'CMYK'."""
         return self.image.mode
-
-
-def photo_digest(path: str | Path) -> str:
-    """sha256 (hex) of the file's bytes; raises PipelineError when it cannot be read."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except FileNotFoundError:
-        raise PipelineError(f"photo {path} not found: check the path") from None
-    except IsADirectoryError:
-        raise PipelineError(f"photo {path} is a directory, not an image file") from None
-    except OSError as exc:
-        raise PipelineError(f"photo {path} cannot be read: {exc.strerror or exc}") from None
-    return digest.hexdigest()
 
 
 def load_photo(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> Photo:

@@ -1,7 +1,6 @@
 """load_photo: every PIL mode becomes RGB (alpha kept), EXIF orientation is applied, bad
 files are one-line PipelineErrors naming the file."""
 
-import hashlib
 import struct
 import zlib
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 from PIL import Image
 
 from pipeline.errors import PipelineError
-from pipeline.photo import EXIF_ORIENTATION_TAG, load_photo, photo_digest, to_rgb
+from pipeline.photo import EXIF_ORIENTATION_TAG, load_photo, to_rgb
 
 PHOTOS = Path(__file__).resolve().parent.parent / "examples" / "photos"
 
@@ -180,10 +179,3 @@ def test_absurdly_large_photo_is_refused_before_decoding(tmp_path):
         load_photo(tmp_path / "huge.png")
     with pytest.raises(PipelineError, match=r"0\.3 megapixels.*limit|absurdly large"):
         load_photo(PHOTOS / "grace_hopper.jpg", max_pixels=100_000)
-
-
-def test_photo_digest_is_sha256_of_the_bytes(tmp_path):
-    path = PHOTOS / "grace_hopper.jpg"
-    assert photo_digest(path) == hashlib.sha256(path.read_bytes()).hexdigest()
-    with pytest.raises(PipelineError, match="not found"):
-        photo_digest(tmp_path / "missing.png")

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pickle
 import shutil
 
-import pytest
 import torch
-from pipeline_fixtures import copy_project, digests, first_run, run
+from pipeline_fixtures import copy_project, digests, run
 
 from pipeline.execute import CACHED, STALE, TO_COMPUTE, judge, run_job
 from pipeline.plan import JobGraph
@@ -16,11 +15,6 @@ from pipeline.progress import Display
 from pipeline.spec import load_spec
 from pipeline.stages.context import StageContext
 from pipeline.store import Ref, Store
-
-
-@pytest.fixture
-def first(tmp_path_factory):
-    return first_run(tmp_path_factory)
 
 
 def _graph(spec, work) -> JobGraph:
@@ -33,8 +27,8 @@ def _files(folder) -> dict[str, str]:
     return {name: d for name, d in digests(folder).items() if not name.endswith("manifest.json")}
 
 
-def test_the_graph_lists_every_result_of_the_spec_with_its_inputs(first):
-    _, spec, work, _, _ = first
+def test_the_graph_lists_every_result_of_the_spec_with_its_inputs(pipeline_run):
+    _, spec, work, _, _ = pipeline_run
     jobs = _graph(spec, work).all_jobs()
     assert [(job.stage, job.slot, job.what) for job in jobs] == [
         ("align", "align", "faces"),
@@ -68,8 +62,8 @@ def test_the_graph_lists_every_result_of_the_spec_with_its_inputs(first):
         seen.add(job.ref)
 
 
-def test_a_pickled_job_computes_in_a_fresh_context_like_the_run(first, tmp_path):
-    spec, work = copy_project(first, tmp_path)
+def test_a_pickled_job_computes_in_a_fresh_context_like_the_run(pipeline_run, tmp_path):
+    spec, work = copy_project(pipeline_run, tmp_path)
     shutil.rmtree(work / "results" / "composite")
     jobs = [job for job in _graph(spec, work).all_jobs() if job.stage == "composite"]
     # A worker gets the job as bytes and opens its own context on the same workdir.
@@ -78,13 +72,15 @@ def test_a_pickled_job_computes_in_a_fresh_context_like_the_run(first, tmp_path)
     ctx = StageContext.open(work, spec.parent / "gen.safetensors", torch.device("cpu"), Display(-1))
     outcomes = [run_job(ctx, job) for job in shipped]
     assert all(outcome.computed for outcome in outcomes)
-    assert _files(work / "results" / "composite") == _files(first[2] / "results" / "composite")
+    assert _files(work / "results" / "composite") == _files(
+        pipeline_run[2] / "results" / "composite"
+    )
     assert [judge(ctx.store, job).state for job in jobs] == [CACHED] * 3
     assert run_job(ctx, shipped[0]).computed is False  # now served from the store
 
 
-def test_judge_says_why_and_run_announces_it(first, tmp_path):
-    spec, work = copy_project(first, tmp_path)
+def test_judge_says_why_and_run_announces_it(pipeline_run, tmp_path):
+    spec, work = copy_project(pipeline_run, tmp_path)
     spec.write_text(spec.read_text().replace("photos:", "composite: {feather: 0.05}\nphotos:"))
     graph = _graph(spec, work)
     verdicts = {job.slot: judge(graph.store, job) for job in graph.all_jobs()}

@@ -22,8 +22,6 @@ from inversion import face_models
 from pipeline.alignment.errors import FaceSelectionError
 from pipeline.alignment.ffhq import ffhq_quad
 
-FACE_CHOICES = ("largest", "all")
-
 
 @dataclass(frozen=True)
 class Face:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -16,6 +16,7 @@ from pipeline.stages import STAGES
 if TYPE_CHECKING:
     from pipeline.execute import JobStatus
     from pipeline.runner import RunReport
+    from pipeline.spec import Spec
 
 DEFAULT_WORKDIR = ".dragpipe"
 DEFAULT_OUT = "dragpipe-out"
@@ -75,7 +76,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load(spec_path: str) -> Any:
+def load(spec_path: str) -> Spec:
     from pipeline.spec import load_spec
 
     return load_spec(Path(spec_path))

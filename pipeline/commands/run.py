@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 from pipeline.commands import _shared
 
 if TYPE_CHECKING:
+    from pipeline.progress import Display
     from pipeline.runner import RunOptions
+    from pipeline.spec import Spec
 
 NAME = "run"
 HELP = "run a spec: align, invert, edit and composite every photo (cached, resumable)"
@@ -38,7 +40,7 @@ def options_of(args: argparse.Namespace, workdir: Path, out: Path) -> RunOptions
     )
 
 
-def execute(spec, args: argparse.Namespace, workdir: Path, out: Path) -> int:
+def execute(spec: Spec, args: argparse.Namespace, workdir: Path, out: Path) -> int:
     """Run (or with --dry-run, only plan) ``spec``; prints the summary; returns the exit code."""
     from pipeline.runner import run_spec
 
@@ -58,7 +60,7 @@ def execute(spec, args: argparse.Namespace, workdir: Path, out: Path) -> int:
     return 1 if report.failures else 0
 
 
-def dry_run(spec, options: RunOptions, display) -> int:
+def dry_run(spec: Spec, options: RunOptions, display: Display) -> int:
     from pipeline.execute import CACHED
     from pipeline.plan import JobGraph
     from pipeline.runner import make_context

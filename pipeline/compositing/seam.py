@@ -5,8 +5,7 @@ transition band (0 < weight < 1) with that of the untouched photo pixels next to
 0, within ``ring_px`` of the band). The band lies between the edit's changed region and the
 untouched photo, so on a seamless result it carries the photo's own texture: about 1. A
 colour step between pasted and original pixels adds energy there (above 1); pasting a
-detail-poor reconstruction removes it (below 1). Both are seams; ``seam_error`` is
-``|log(ratio)|``.
+detail-poor reconstruction removes it (below 1). Both are seams.
 """
 
 from __future__ import annotations
@@ -48,8 +47,3 @@ def seam_ratio(
     if not ring.any():
         return float("nan")
     return float(energy[band].mean() / max(energy[ring].mean(), 1e-12))
-
-
-def seam_error(output: np.ndarray, weight: np.ndarray, ring_px: float) -> float:
-    """|log(seam_ratio)|: 0 for no seam, log(1.25) = 0.22 for 25 % more or less energy."""
-    return float(abs(np.log(seam_ratio(output, weight, ring_px))))

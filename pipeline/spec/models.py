@@ -41,7 +41,6 @@ from pipeline.spec.settings import (
 )
 
 Space = Literal["photo", "aligned"]
-SPACES = ("photo", "aligned")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _NAME_RULE = "a name of letters, digits, '.', '_' or '-' starting with a letter or digit"
 

@@ -17,7 +17,7 @@ slows both alike:
 The implied PTI wall time is 450 projection steps + 350 tuning steps (PTI's defaults; the
 early stop at LPIPS 0.06 can end tuning sooner).
 
-    python bench/inversion.py [--quick] [--threads 2] [--steps 3] [--rounds 2]
+    python bench/pti.py [--quick] [--threads 2] [--steps 3] [--rounds 2]
                               [--resolution 256 512]
 
 ``--quick``: the 256 px config only, 2 steps, 1 round.
@@ -31,7 +31,6 @@ import statistics
 import time
 import warnings
 
-import _benchpath  # noqa: F401  (this script is named like the package it measures)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 

@@ -1,40 +1,16 @@
-"""Shared helpers of the inversion tests: tiny seeded generators and a real photo."""
+"""Helpers of the inversion tests: rendered targets, a real photo, interrupting a loop.
+
+The generators come from ``conftest``'s ``tiny_generator`` fixture."""
 
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
-from draggan import Generator, GeneratorConfig
+from draggan import Generator
 
 PHOTO = Path(__file__).resolve().parent.parent / "examples" / "photos" / "grace_hopper.jpg"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one thread: exact-equality tests need a fixed reduction order (oneDNN may split
-    reductions differently between runs on tiny feature maps with several threads), and one
-    thread is also the fastest for these tiny networks on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny_generator(resolution: int = 16, seed: int = 0) -> Generator:
-    """A seeded random StyleGAN2 with a few channels (w_dim 32)."""
-    torch.manual_seed(seed)
-    config = GeneratorConfig(
-        img_resolution=resolution,
-        z_dim=32,
-        w_dim=32,
-        mapping_layers=2,
-        channel_base=16 * resolution,
-        channel_max=64,
-    )
-    return Generator(config).eval()
 
 
 def render(G: Generator, z_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
