@@ -294,15 +294,21 @@ function hitPoint(event) {
 
 function mode() { return document.querySelector('input[name="mode"]:checked').value; }
 
+// A brush stroke from the last painted spot (state.painting) to the mouse, in aligned pixels.
 function paintAt(event) {
   const edit = current();
   const [x, y] = toAligned(event);
+  const [x0, y0] = Array.isArray(state.painting) ? state.painting : [x, y];
   const ctx = edit.paint.getContext("2d");
   ctx.globalCompositeOperation = mode() === "erase" ? "destination-out" : "source-over";
-  ctx.fillStyle = "#fff";
+  ctx.strokeStyle = "#fff";
+  ctx.lineCap = "round";
+  ctx.lineWidth = 2 * Number($("brush").value) * resolution() / 256;
   ctx.beginPath();
-  ctx.arc(x + 0.5, y + 0.5, Number($("brush").value) * resolution() / 256, 0, 2 * Math.PI);
-  ctx.fill();
+  ctx.moveTo(x0 + 0.5, y0 + 0.5);
+  ctx.lineTo(x + 0.5, y + 0.5);
+  ctx.stroke();
+  state.painting = [x, y];
   edit.paint.dirty = true;
   edit.painted = null; // uploaded again before the next drag
   draw();
@@ -382,9 +388,9 @@ function arrow(ctx, [x0, y0], [x1, y1]) {
   ctx.closePath(); ctx.fill();
 }
 
-function dot(ctx, [x, y], colour, selected, landmark) {
+function dot(ctx, [x, y], colour, selected, landmark, radius) {
   ctx.fillStyle = colour;
-  ctx.beginPath(); ctx.arc(x, y, selected ? 7 : 5, 0, 2 * Math.PI); ctx.fill();
+  ctx.beginPath(); ctx.arc(x, y, radius || (selected ? 7 : 5), 0, 2 * Math.PI); ctx.fill();
   ctx.strokeStyle = landmark ? "#ffcc00" : "#fff"; ctx.lineWidth = landmark ? 2.5 : 1.5; ctx.stroke();
 }
 
@@ -431,7 +437,7 @@ function draw() {
   });
   if (state.pending) dot(ctx, toCanvas(state.pending.aligned), "#e53935", true, "landmark" in state.pending.form);
   if (edit.result && edit.result.edit.final_handles && !state.liveFrame) {
-    for (const xy of edit.result.edit.final_handles) dot(ctx, toCanvas(xy), "#ff9800", false, false);
+    for (const xy of edit.result.edit.final_handles) dot(ctx, toCanvas(xy), "#ff9800", false, false, 3);
   }
 }
 
@@ -496,18 +502,18 @@ $("chain-edit").addEventListener("click", () => {
   showChain(); draw();
 });
 
+// Undo: back to the previous edit of the chain (its result comes from the cache), or, for
+// the first edit, back to the face before its drag (its points kept).
 $("undo").addEventListener("click", () => {
-  const edit = current();
-  if (edit.result && edit === state.chain[state.chain.length - 1] && !edit.result.undone && state.chain.length === 1) {
-    edit.result = null;
-    state.view = state.images[faceInfo().image] || state.view;
-    showResult(true);
-  } else if (state.chain.length > 1) {
+  if (state.chain.length > 1) {
     state.chain.pop();
-    const previous = current();
-    state.view = previous.result ? state.images[previous.result.edit.edited] : state.view;
-    showResult(false);
+    state.view = state.images[current().result.edit.edited];
+  } else {
+    current().result = null;
+    state.view = state.images[faceInfo().image] || state.view;
   }
+  state.selected = state.pending = null;
+  showResult(false);
   showChain(); draw();
 });
 
