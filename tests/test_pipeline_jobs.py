@@ -65,10 +65,13 @@ def test_the_graph_lists_every_result_of_the_spec_with_its_inputs(pipeline_run):
 def test_a_pickled_job_computes_in_a_fresh_context_like_the_run(pipeline_run, tmp_path):
     spec, work = copy_project(pipeline_run, tmp_path)
     shutil.rmtree(work / "results" / "composite")
-    jobs = [job for job in _graph(spec, work).all_jobs() if job.stage == "composite"]
+    every = _graph(spec, work).all_jobs()
     # A worker gets the job as bytes and opens its own context on the same workdir.
-    shipped = [pickle.loads(pickle.dumps(job)) for job in jobs]
-    assert [job.key for job in shipped] == [job.key for job in jobs]
+    shipped_all = [pickle.loads(pickle.dumps(job)) for job in every]
+    assert [job.key for job in shipped_all] == [job.key for job in every]
+    assert [job.task.material(Store(work)) for job in shipped_all] == [j.material for j in every]
+    jobs = [job for job in every if job.stage == "composite"]
+    shipped = [job for job in shipped_all if job.stage == "composite"]
     ctx = StageContext.open(work, spec.parent / "gen.safetensors", torch.device("cpu"), Display(-1))
     outcomes = [run_job(ctx, job) for job in shipped]
     assert all(outcome.computed for outcome in outcomes)
