@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ from pipeline.editor.server import MAX_JSON_BYTES, EditorServer
 from pipeline.editor.session import EditorSession
 from pipeline.spec import load_spec
 from pipeline.spec.yaml_loader import load_yaml
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 class Client:
@@ -292,3 +295,35 @@ def test_stopped_drag_is_saved_as_the_drag_capped_there(editor, tmp_path):
     assert (tmp_path / "fresh-out" / "hopper" / "stopped.jpg").read_bytes() == (
         tmp_path / "out" / "hopper" / "stopped.jpg"
     ).read_bytes()
+
+
+def test_choosing_a_face_the_spec_does_not_select_writes_its_index(tmp_path):
+    """The astronaut photo has two detections (the face and one on the suit): the page
+    lists both; saving an edit on the one 'largest' does not pick writes ``face: <index>``,
+    and the edit's photo points lie on that face."""
+    make_project_folder(tmp_path)
+    shutil.copyfile(REPO / "examples" / "photos" / "astronaut.png", tmp_path / "astro.png")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(write_spec(tmp_path).read_text().replace("hopper.jpg", "astro.png"))
+    server = EditorServer(EditorSession(spec, tmp_path / "work", "cpu"))
+    server.start()
+    try:
+        client = Client(server)
+        last, _ = client.work("/api/open", {"photo": "hopper"})
+        assert last["type"] == "done", last
+        faces, selected = last["result"]["faces"], last["result"]["selected"]
+        assert [face["index"] for face in faces] == [0, 1] and len(selected) == 1
+        other = 1 - selected[0]
+        edit = {
+            "name": "other",
+            "pairs": [{"handle": {"aligned": [16, 16]}, "target": {"aligned": [18, 14]}}],
+        }
+        last, _ = client.work("/api/save", {"photo": "hopper", "face": other, "edits": [edit]})
+        assert last["type"] == "done", last
+    finally:
+        server.close()
+    photo = load_spec(spec).photo("hopper")
+    assert photo.face == other
+    box = faces[other]["box"]  # the chosen face's detection box, photo pixels
+    handle = np.array(photo.edit("other").points[0].handle)
+    assert box[0] <= handle[0] <= box[2] and box[1] <= handle[1] <= box[3]
