@@ -45,7 +45,7 @@ from PIL import Image
 from draggan.atomic_write import write_bytes_atomic
 from pipeline.editor import spec_text
 from pipeline.editor.forms import BadRequest, ChainIn, EditIn, FaceIn, page_edit, spec_edit
-from pipeline.editor.work import EventDisplay, Work, Worker
+from pipeline.editor.work import EventDisplay, Stopped, Work, Worker
 from pipeline.errors import PipelineError, UsageError
 from pipeline.execute import CACHED, Outcome, judge, run_job
 from pipeline.jobs import Job
@@ -247,6 +247,8 @@ class EditorSession:
                 EventDisplay(work, True),
                 self.checkpoint_every,
             )
+            ctx = self._ctx
+            ctx.store.report = lambda message: ctx.display.warn(message)  # the current job's
         self._ctx.display = EventDisplay(work, True)
         self._ctx.watch = None
         return self._ctx
@@ -431,6 +433,8 @@ class EditorSession:
                         running = job
                         outcomes[job.slot] = self._run(ctx, work, job)
                 except DragStopped as stop:
+                    if self.worker.closing:  # the editor is shutting down: no capped drag
+                        raise Stopped(f"{stop}; the editor is closing") from None
                     assert running is not None
                     name = running.task.edit.name  # type: ignore[attr-defined]
                     at = [edit.name for edit in chain].index(name)

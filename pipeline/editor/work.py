@@ -106,6 +106,7 @@ class Worker:
         self._lock = threading.Lock()
         self._busy: set[tuple[str, int]] = set()
         self.items: dict[str, Work] = {}
+        self.closing = False
         self._thread = threading.Thread(target=self._loop, name="dragpipe-edit-worker", daemon=True)
         self._thread.start()
 
@@ -129,6 +130,7 @@ class Worker:
 
     def close(self) -> None:
         """Stop every item and end the thread after the current one."""
+        self.closing = True
         for work in list(self.items.values()):
             work.stop()
         self._queue.put(None)
