@@ -194,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
             found = _WORK.match(path)
             if found and found.group(2) == "/stop":
                 work = self._work(found.group(1))
-                return lambda q: (work.stop(), self._json({"stopping": work.id}))
+                return lambda q: self._stop(work)
         raise HttpError(HTTPStatus.NOT_FOUND, f"not found: {method} {path}")
 
     # Bodies -----------------------------------------------------------------------------------
@@ -257,6 +257,10 @@ class _Handler(BaseHTTPRequestHandler):
         if work is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"not found: no work {ident}")
         return work
+
+    def _stop(self, work) -> None:
+        work.stop()
+        self._json({"stopping": work.id})
 
     def _work_snapshot(self, work, query: dict[str, list[str]]) -> None:
         since = (query.get("since") or ["0"])[0]
