@@ -24,6 +24,7 @@ import torch
 from draggan.atomic_write import atomic_write
 from draggan.errors import DragganError
 from inversion.errors import InversionError
+from inversion.metrics import describe as describe_inversion
 from pipeline.errors import PipelineError, UsageError
 from pipeline.execute import CACHED, Outcome, judge, run_job
 from pipeline.jobs import Job
@@ -195,29 +196,28 @@ def _run_photo(
 def _metrics(result: Result) -> str:
     """The summary table's metrics column for a result."""
     if result.stage == "invert":
-        return _invert_metrics(result.metrics)
+        return describe_inversion(result.metrics)
     if result.stage == "edit":
         return _edit_metrics(result.metrics)
     if result.stage == "composite":
-        return f"touched {100 * result.metrics.get('touched_fraction', 0):.1f}%"
+        return _composite_metrics(result.metrics)
     return ""
 
 
-def _invert_metrics(m: dict[str, object]) -> str:
-    parts = []
-    for name, fmt in (
-        ("psnr", "PSNR {:.2f} dB"),
-        ("lpips", "LPIPS {:.3f}"),
-        ("identity_similarity", "identity {:.3f}"),
-    ):
-        if isinstance(m.get(name), (int, float)):
-            parts.append(fmt.format(m[name]))
-    return ", ".join(parts)
+def _composite_metrics(m: dict[str, object]) -> str:
+    touched = 100 * float(m.get("touched_fraction", 0))  # type: ignore[arg-type]
+    if not touched:
+        return "changed nothing: output = input photo"
+    return f"touched {touched:.1f}%" if touched >= 0.1 else f"touched {touched:.1g}%"
 
 
 def _edit_metrics(m: dict[str, object]) -> str:
     dist = m.get("final_distance") or []
-    text = "distance " + " ".join(f"{d:.1f}" for d in dist) + " px" if dist else ""
+    text = ""
+    if dist:
+        text = "distance to target " + " ".join(f"{d:.1f}" for d in dist) + " px"
+        stop = m.get("stop_distance")
+        text += f" (goal <= {stop:g} px)" if isinstance(stop, (int, float)) else ""
     steps = m.get("steps")
     if steps is not None:
         text += f", {steps} step{'' if steps == 1 else 's'}"

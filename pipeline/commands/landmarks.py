@@ -104,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _write_atomic(path: Path, write) -> None:
-    """``write(tmp)`` through ``atomic_write`` (no half-written files)."""
+    """``write(tmp)`` through ``atomic_write`` (no half-written files; the user's umask)."""
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise UsageError(f"output directory {directory} does not exist: create it first")
@@ -170,6 +170,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         data = {"photo": str(photo.path), "photo_size": list(photo.size), "faces": records}
         text = json.dumps(data, indent=1) + "\n"
-        _write_atomic(args.json, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        _write_atomic(args.json, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         say(f"wrote {args.json}")
     return 0

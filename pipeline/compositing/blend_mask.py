@@ -3,7 +3,11 @@
 1. change: per-pixel max over channels of |edited - reconstruction| (grey levels), smoothed
    by a gaussian, above a threshold: pixels where the edit really did something, not the
    generator's noise.
-2. grown by ``dilate`` so the whole of a moved feature and its surroundings are inside.
+2. made one piece (``changed_region``): gaps narrower than twice ``close`` are closed and
+   enclosed holes filled. A drag MOVES things, and a moved area's flat parts, and edges
+   parallel to the motion, barely change: left out, they were holes that stayed put while
+   everything around them moved, tearing the features that cross their borders.
+   Grown by ``dilate`` so the whole of a moved feature and its surroundings are inside.
 3. limited to the face: the convex hull of the 68 landmarks grown by ``face_grow``, and
    (``user_mask='limit'``) to the user's drag mask grown by ``dilate``; or joined with the
    drag mask (``'union'``). Also kept two pixels plus the resampling footprint away from the
@@ -37,6 +41,21 @@ def change_map(
     if sigma > 0:
         diff = ndimage.gaussian_filter(diff, sigma=sigma, mode="nearest")
     return diff > config.diff_threshold
+
+
+def changed_region(
+    edited: np.ndarray,  # [S, S, 3] float32, 0..255
+    reconstruction: np.ndarray,  # [S, S, 3] float32, 0..255
+    config: CompositeConfig,
+) -> np.ndarray:  # [S, S] bool
+    """``change_map`` made one piece: closed by ``config.close``, enclosed holes filled."""
+    change = change_map(edited, reconstruction, config)
+    radius = config.close * change.shape[0]
+    if radius > 0 and change.any():
+        pad = int(np.ceil(radius)) + 1  # so the image border does not erode the closing
+        grown = np.pad(grow(change, radius), pad)
+        change |= (ndimage.distance_transform_edt(grown) > radius)[pad:-pad, pad:-pad]
+    return ndimage.binary_fill_holes(change)
 
 
 def grow(region: np.ndarray, radius_px: float) -> np.ndarray:
@@ -81,14 +100,14 @@ def blend_weight(
     landmarks: np.ndarray | None,  # [68, 2] aligned (x, y), or None
     user_mask: np.ndarray | None,  # [S, S] 1 = may move, or None
     config: CompositeConfig,
-    change: np.ndarray | None = None,  # [S, S] bool: change_map(...) if already computed
+    change: np.ndarray | None = None,  # [S, S] bool: changed_region(...) if already computed
     border_px: int = _BORDER_PX,
 ) -> np.ndarray:  # [S, S] float32 in 0..1
     """The aligned-space blend weight of one face's edit (0 wherever nothing may change)."""
     size = edited.shape[0]
     dilate_px = config.dilate * size
     if change is None:
-        change = change_map(edited, reconstruction, config)
+        change = changed_region(edited, reconstruction, config)
     region = grow(change, dilate_px)
     if user_mask is not None and config.user_mask != "ignore":
         movable = np.asarray(user_mask) > 0.5

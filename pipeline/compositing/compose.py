@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.alignment.transform import AlignTransform
-from pipeline.compositing.blend_mask import blend_weight, change_map
+from pipeline.compositing.blend_mask import blend_weight, changed_region
 from pipeline.compositing.config import CompositeConfig
 from pipeline.compositing.seam import seam_ratio
 from pipeline.compositing.transfer import transfer_payload
@@ -61,7 +61,7 @@ def composite_face(
     """Blend one face's edit into ``canvas`` in place; returns the photo box it touched."""
     edited, reconstruction, landmarks, user_mask = _checked(face, canvas)
     size = face.transform.output_size
-    change = change_map(edited, reconstruction, config)  # [S, S] bool
+    change = changed_region(edited, reconstruction, config)  # [S, S] bool, one piece
     weight = blend_weight(edited, reconstruction, landmarks, user_mask, config, change)
     box = support_box(weight, face.transform)
     if box is None:

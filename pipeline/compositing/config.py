@@ -26,8 +26,8 @@ class CompositeConfigError(UsageError, ValueError):
 class CompositeConfig:
     """Blend mask, colour/detail transfer and output-file settings (documented defaults)."""
 
-    # How the edit reaches the photo inside the mask (ARCHITECTURE.md, "Composite", for the
-    # measurements behind the default):
+    # How the edit reaches the photo inside the mask (docs/composite.md; BENCHMARKS.md has
+    # the measurements behind the default):
     #   'displace': the photo's own pixels moved by the edit's motion (optical flow between
     #               reconstruction and edited image), plus what the motion does not explain
     #   'residual': photo + (edited - reconstruction): the change added to the photo's pixels
@@ -40,6 +40,11 @@ class CompositeConfig:
     # smoothed by a gaussian of this sigma, counts as changed above diff_threshold.
     diff_sigma: float = 0.004
     diff_threshold: float = 4.0
+    # The changed region is made one piece: gaps narrower than twice this between changed
+    # areas are closed and enclosed holes filled, so a feature that moves as a whole (where
+    # flat or edge-parallel parts change less than diff_threshold) is moved in one piece
+    # instead of in torn patches.
+    close: float = 0.04
     # The changed region is grown by this much before feathering ...
     dilate: float = 0.04
     # ... and the blend weight ramps from 0 at the region's edge to 1 this far inside it, so
@@ -60,7 +65,7 @@ class CompositeConfig:
         _choice("transfer", self.transfer, TRANSFERS)
         _choice("user_mask", self.user_mask, USER_MASK_MODES)
         _choice("output_format", self.output_format, OUTPUT_FORMATS)
-        for name in ("lowpass_sigma", "diff_sigma", "dilate", "feather", "face_grow"):
+        for name in ("lowpass_sigma", "diff_sigma", "close", "dilate", "feather", "face_grow"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 0.5:
                 raise CompositeConfigError(

@@ -1,7 +1,11 @@
 """A synthetic edit with a known right answer, for the composite stage's tests and bench.
 
-A photo (smooth colour ramps plus fine texture, and one textured feature blob per face)
-is cropped along a known quad, as the align stage would. The "reconstruction" is that crop
+A photo (smooth colour ramps plus fine texture, and one feature per face) is cropped along a
+known quad, as the align stage would. The feature is a textured blob that moves over the
+still face (``kind='blob'``), or a face-like object that moves as a whole (``kind='face'``:
+skin with fine pores, a textured hair cap with a curved edge, eyes and a mouth), as a drag
+that lifts the whole face does: its flat parts and the edges along the motion barely change
+between reconstruction and edit, yet they move. The "reconstruction" is that crop
 degraded the way an inversion is imperfect (blurred, colour shifted); the "edited" image is
 the same degradation of the crop of the IDEAL photo, where each face's blob has moved. The
 ideal photo is what a perfect composite would produce; nothing else differs from the photo.
@@ -26,7 +30,8 @@ class FacePlacement:
     centre: tuple[float, float]
     half_side: float  # half the quad's side
     angle: float = 0.0
-    move: tuple[float, float] = (12.0, -8.0)  # the edit moves the blob by this, photo px
+    move: tuple[float, float] = (12.0, -8.0)  # the edit moves the feature by this, photo px
+    kind: str = "blob"  # 'blob' (moves over the still face) or 'face' (all of it moves)
 
 
 @dataclass
@@ -69,6 +74,37 @@ def _draw_blob(
     image[y0:y1, x0:x1] = image[y0:y1, x0:x1] * (1 - a) + colour * a
 
 
+def _draw_face(
+    image: np.ndarray, centre: tuple[float, float], radius: float, detail: np.ndarray
+) -> None:
+    """Draw a face-like object (detail [2r + 1, 2r + 1] moves with it, r = ceil(radius)), in place."""
+    cx, cy = centre
+    r = int(np.ceil(radius))
+    h, w = image.shape[:2]
+    x0, x1 = max(0, int(cx) - r), min(w, int(cx) + r + 1)
+    y0, y1 = max(0, int(cy) - r), min(h, int(cy) + r + 1)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    dy, dx = yy - cy, xx - cx
+    texture = detail[
+        np.clip((dy + r).astype(int), 0, 2 * r), np.clip((dx + r).astype(int), 0, 2 * r)
+    ][:, :, None]
+    inside = np.clip((1.0 - np.hypot(dx / (0.8 * radius), dy / radius)) * 0.8 * radius, 0, 1)
+    out = image[y0:y1, x0:x1]
+    skin = np.array([215.0, 170.0, 140.0], dtype=np.float32) + 0.5 * texture
+    out = out * (1 - inside[:, :, None]) + skin * inside[:, :, None]
+    hairline = -0.25 * radius + 0.18 * radius * np.sin(dx / radius * 3.0)
+    hair = (np.clip((hairline - dy) * 0.7 + 0.5, 0, 1) * inside)[:, :, None]
+    out = out * (1 - hair) + (np.array([90.0, 60.0, 35.0], dtype=np.float32) + texture) * hair
+    for side in (-0.35, 0.35):
+        eye = np.hypot(dx - side * radius, dy * 1.6 - 0.05 * radius)
+        eye = np.clip((0.12 * radius - eye) * 0.8, 0, 1)[:, :, None]
+        out = out * (1 - eye) + np.array([40.0, 30.0, 30.0], dtype=np.float32) * eye
+    mouth = np.abs(dy - 0.45 * radius - 0.1 * radius * (dx / radius) ** 2)
+    mouth = (np.clip((2.0 - mouth) * 0.6, 0, 1) * (np.abs(dx) < 0.35 * radius))[:, :, None]
+    out = out * (1 - mouth) + np.array([150.0, 60.0, 60.0], dtype=np.float32) * mouth
+    image[y0:y1, x0:x1] = out
+
+
 def imperfect(aligned: np.ndarray) -> np.ndarray:  # [S, S, 3] float32 -> same
     """What an inversion makes of a crop: fine detail lost, colours a little off."""
     size = aligned.shape[0]
@@ -93,12 +129,16 @@ def make_scene(
     ideal = background.copy()
     placed = []
     for face in faces:
-        radius = 0.12 * face.half_side
-        r = int(np.ceil(radius * 3))
-        detail = ndimage.gaussian_filter(rng.normal(0.0, 30.0, (2 * r + 1, 2 * r + 1)), 0.7)
+        if face.kind not in ("blob", "face"):
+            raise ValueError(f"FacePlacement.kind must be 'blob' or 'face', got {face.kind!r}")
+        draw, radius = (_draw_blob, 0.12) if face.kind == "blob" else (_draw_face, 0.55)
+        radius *= face.half_side
+        r = int(np.ceil(radius * 3)) if face.kind == "blob" else int(np.ceil(radius))
+        sigma = 0.7 if face.kind == "blob" else 0.8
+        detail = ndimage.gaussian_filter(rng.normal(0.0, 30.0, (2 * r + 1, 2 * r + 1)), sigma)
         cx, cy = face.centre
-        _draw_blob(photo, (cx, cy), radius, detail)
-        _draw_blob(ideal, (cx + face.move[0], cy + face.move[1]), radius, detail)
+        draw(photo, (cx, cy), radius, detail)
+        draw(ideal, (cx + face.move[0], cy + face.move[1]), radius, detail)
         placed.append(face)
     photo8 = np.clip(np.rint(photo), 0, 255).astype(np.uint8)
     ideal8 = np.clip(np.rint(ideal), 0, 255).astype(np.uint8)
@@ -111,7 +151,7 @@ def make_scene(
         transform = AlignTransform(quad=quad, output_size=output_size, photo_size=(width, height))
         recon = imperfect(warp_to_aligned(photo8.astype(np.float32), transform))
         edited = imperfect(warp_to_aligned(ideal8.astype(np.float32), transform))
-        # 68 "landmarks": an ellipse around the blob, like a face's outline in the crop.
+        # 68 "landmarks": an ellipse around the feature, like a face's outline in the crop.
         t = np.linspace(0.0, 2.0 * np.pi, 68, endpoint=False)
         landmarks = np.stack(
             [output_size * (0.5 + 0.3 * np.cos(t)), output_size * (0.52 + 0.34 * np.sin(t))], 1

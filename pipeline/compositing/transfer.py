@@ -16,7 +16,7 @@ inverse warp filters weight and colour together (correct antialiasing at the mas
 - ``paste`` (over): source = edited, pasted over the photo (what STIT and facexlib do).
 
 For the "over" methods the photo becomes photo * (1 - warp(w)) + warp(payload).
-ARCHITECTURE.md ("Composite") records the measurements that chose the default.
+BENCHMARKS.md ("Composite") records the measurements that chose the default.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from draggan import Generator
-from pipeline.errors import PipelineError
+from draggan.errors import CheckpointError
+from pipeline.errors import PipelineError, UsageError
 from pipeline.stages.tuned import load_tuned
 from pipeline.store import Store
 
@@ -51,11 +52,15 @@ class Generators:
         return self._digest
 
     def base(self) -> Generator:
-        """The checkpoint's generator (eval mode, no gradients on its weights)."""
+        """The checkpoint's generator (eval mode, no gradients on its weights); a checkpoint
+        damaged past the header the spec check reads is a ``UsageError`` (exit 2)."""
         if self._base is None:
             from draggan import load_generator
 
-            G = load_generator(self.path, device=str(self.device))
+            try:
+                G = load_generator(self.path, device=str(self.device))
+            except CheckpointError as exc:  # the spec's file is bad: an input problem, exit 2
+                raise UsageError(f"generator: {exc}") from None
             G.eval().requires_grad_(False)
             self._base = G
         return self._base
