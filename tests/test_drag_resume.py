@@ -150,6 +150,26 @@ def test_interrupted_drag_resumes_to_the_same_result(G, ws, uninterrupted, mode)
         assert meta == states[step][1], step
 
 
+@pytest.mark.parametrize("mode", ["official", "fast"])
+def test_state_continues_a_drag_capped_at_its_step(G, ws, uninterrupted, mode):
+    """A drag stopped at step k (the editor's Stop) is finished as the drag capped at k:
+    the state of the longer drag continues it and gives exactly the capped drag's result."""
+    config, k = CASES[mode]
+    mask = movable_mask(G, mode)
+    capped = DragConfig(**{**config.to_dict(), "max_steps": k})
+    expected = drag(G, ws, HANDLE, TARGET, mask, capped)
+    assert (expected.steps, expected.stop_reason) == (k, "max_steps")
+    state = roundtrip(DragState.from_tensors(*uninterrupted[mode][1][k]))
+    assert state.config["max_steps"] == config.max_steps != k
+    finished = drag(G, ws, HANDLE, TARGET, mask, capped, resume=state)
+    assert torch.equal(finished.ws, expected.ws) and torch.equal(finished.image, expected.image)
+    assert finished.history == expected.history and finished.stop_reason == "max_steps"
+    # ... but not a drag capped before the state's step.
+    shorter = DragConfig(**{**config.to_dict(), "max_steps": k - 1})
+    with pytest.raises(DragResumeError, match=f"step {k} with {k} records"):
+        drag(G, ws, HANDLE, TARGET, mask, shorter, resume=state)
+
+
 def test_state_of_step_zero_starts_the_drag_afresh(G, ws, uninterrupted):
     config, _ = CASES["official"]
     state = roundtrip(DragState.from_tensors(*uninterrupted["official"][1][0]))

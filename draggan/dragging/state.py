@@ -28,6 +28,7 @@ from draggan.dragging.result import DragStep
 from draggan.loop_state import LoopState, integer, meta_field, tensor_field, tensors_field
 
 ADAM_KEYS = ("exp_avg", "exp_avg_sq", "step")  # of the one optimised tensor (index 0)
+ENDING_ONLY = ("max_steps",)  # config fields a state may differ in (see check_matches)
 
 
 def _history_to_json(history: list[DragStep]) -> list[dict[str, Any]]:
@@ -72,6 +73,17 @@ class DragState(LoopState):
     config: dict[str, Any] = field(default_factory=dict)
     inputs_digest: str = ""
     generator_digest: str = ""
+
+    def check_matches(self, **expected: Any) -> None:
+        """As ``LoopState.check_matches``, except that ``max_steps`` may differ: it only
+        decides where a drag ends (the steps before the cap are the same computation), so
+        a state at step k of a drag capped at 300 continues a drag capped at k or more (the
+        editor's Stop); ``check_shapes`` refuses a state beyond the cap."""
+        config = expected.get("config")
+        if isinstance(config, dict):
+            ending = {k: self.config[k] for k in ENDING_ONLY if k in self.config}
+            expected["config"] = {**config, **ending}
+        super().check_matches(**expected)
 
     def check_shapes(self, latent_shape: torch.Size, num_points: int, max_steps: int) -> None:
         """``DragResumeError`` when the tensors cannot continue this drag."""

@@ -92,6 +92,15 @@ def load_spec(path: str | Path, *, require_generator: bool = True) -> Spec:
                 )
             ]
         ) from None
+    return load_spec_text(text, path, require_generator=require_generator)
+
+
+def load_spec_text(text: str, path: str | Path, *, require_generator: bool = True) -> Spec:
+    """``load_spec`` of ``text`` as if it were the content of the file ``path`` (relative
+    paths resolve against ``path``'s directory; problems name ``path``). The editor checks
+    a spec it is about to write with this before writing it."""
+    path = Path(path)
+    file = str(path)
     loaded = load_yaml(text, file)
     found = _Collector(file, loaded)
     for p in loaded.problems:

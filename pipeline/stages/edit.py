@@ -33,6 +33,7 @@ from PIL import Image, ImageDraw
 
 from draggan import DragConfig, DragProgress, DragResult, DragState
 from draggan.atomic_write import atomic_write
+from pipeline.errors import PipelineError
 from pipeline.jobs import Info, Metrics, SavedProgress
 from pipeline.spec.models import EditSpec, PngMask
 from pipeline.stages.align import FaceRecord, faces
@@ -170,8 +171,15 @@ class EditTask:
                 if record.distances:
                     live["dist"] = max(record.distances)
                 bar.update(record.step, total, **live)
+                frame = None
                 if progress.image is not None:
-                    frames.append((record.step, tensor_to_image(progress.image)))
+                    frame = tensor_to_image(progress.image)
+                    frames.append((record.step, frame))
+                if ctx.watch is not None and ctx.watch(label, record, frame) and record.updated:
+                    # Stopped by the watcher: keep the state at this step, so the drag capped
+                    # here finishes from it (see ``carry_stopped_drag``).
+                    _save_checkpoint(pending, progress.state(), frames, saved_frames)
+                    raise DragStopped(label, record.step)
                 if record.step % every == 0 and record.step > 0 and record.updated:
                     _save_checkpoint(pending, progress.state(), frames, saved_frames)
 
@@ -234,6 +242,33 @@ class EditTask:
         if not isinstance(step, int) or isinstance(step, bool) or step <= 0:
             return None
         return SavedProgress("drag", step, self.config.max_steps)
+
+
+class DragStopped(PipelineError):
+    """A drag stopped at step ``step`` by the context's watch (``dragpipe edit``'s Stop).
+
+    Its loop state at that step is saved in the pending result, so the same edit capped at
+    ``step`` (``drag: {max_steps: step}``) finishes from there: ``carry_stopped_drag``."""
+
+    def __init__(self, label: str, step: int):
+        super().__init__(f"{label} drag: stopped at step {step}")
+        self.step = step
+
+
+def carry_stopped_drag(source: Pending, target: Pending) -> None:
+    """Copy the loop state (and the trajectory frames it lists) that a stopped drag left in
+    ``source`` into ``target``, the pending result of the same edit with another
+    ``max_steps``: computing ``target`` then resumes there (``draggan.drag`` accepts a state
+    whose config differs only in ``max_steps``)."""
+    saved = source.load_checkpoint(CHECKPOINT)
+    if saved is None:
+        return
+    tensors, meta = saved
+    for step in meta.get("frames", []) if isinstance(meta, dict) else []:
+        frame = source.load_checkpoint(f"{CHECKPOINT}-frame-{step}")
+        if frame is not None:
+            target.save_checkpoint(f"{CHECKPOINT}-frame-{step}", *frame)
+    target.save_checkpoint(CHECKPOINT, tensors, meta)
 
 
 def _save_checkpoint(

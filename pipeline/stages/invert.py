@@ -92,13 +92,21 @@ def _resumable(
     start = 0 if resume is None else int(resume.step)
     if resume is not None:
         ctx.display.info(f"{label} {words}: resuming at step {start}")
+    seen: dict[str, float] = {"step": start}  # the last step reported, its LPIPS
+
     with ctx.display.stage(f"{label} {name}", total) as bar:
-        bar.step = start
         every = max(1, ctx.checkpoint_every)
-        out = run(_checkpointing(pending, name, every, bar, total), resume)
-        lpips = bar.live.get("LPIPS")
-        bar.close("" if lpips is None else f"LPIPS {lpips:.4g}")
-    return out, LoopRun(words, start, bar.step, total)
+        checkpointing = _checkpointing(pending, name, every, bar, total)
+
+        def callback(progress: Progress) -> None:
+            seen["step"] = progress.step
+            if "lpips" in progress.losses:
+                seen["lpips"] = float(progress.losses["lpips"])
+            checkpointing(progress)
+
+        out = run(callback, resume)
+        bar.close(f"LPIPS {seen['lpips']:.4g}" if "lpips" in seen else "")
+    return out, LoopRun(words, start, int(seen["step"]), total)
 
 
 @dataclass(frozen=True)
