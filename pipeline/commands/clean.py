@@ -82,15 +82,16 @@ def _clean(args: argparse.Namespace, store, spec, workdir: Path) -> int:
     keep, users, gone = (set(), [], []) if spec is None else _kept(args, store, spec)
     removals = _removals(store, keep)
     total = sum(item.size for item in removals)
+    kept = len(store.all_results()) - sum(not item.partial for item in removals)
     if not removals:
-        print(f"nothing to remove from {workdir}: {_kept_words(keep, users)}")
+        print(f"nothing to remove from {workdir}: {_kept_words(kept, users)}")
         return 0
     what = "every cached result" if args.all else "used by no spec that uses this workdir"
     print(f"{len(removals)} cached results ({_size(total)}) in {workdir}, {what}:")
     for item in removals:
         print(item.line())
-    if keep:
-        print(_kept_words(keep, users))
+    if kept:
+        print(_kept_words(kept, users))
     if args.dry_run:
         print("dry run: nothing removed")
         return 0
@@ -150,10 +151,11 @@ def _kept(args: argparse.Namespace, store, spec):
     return keep, users, gone
 
 
-def _kept_words(keep, users: list[str]) -> str:
-    if not keep:
-        return "nothing is kept"
-    return f"kept {len(keep)} results used by {', '.join(users)}"
+def _kept_words(kept: int, users: list[str]) -> str:
+    """'kept 4 cached results used by a.yaml, b.yaml'."""
+    if not kept:
+        return "no cached result is kept"
+    return f"kept {kept} cached results used by {', '.join(users)}"
 
 
 def _removals(store, keep) -> list[Removal]:
