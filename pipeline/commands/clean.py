@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
                 removed += 1
         if args.all:
             shutil.rmtree(workdir / "refs", ignore_errors=True)
+            freed += store.remove_artifacts()
     kept = f", kept {len(keep)} the spec uses" if keep else ""
     print(f"removed {removed} cached results ({_size(freed)}) from {workdir}{kept}")
     return 0

@@ -17,6 +17,10 @@ The drag saves its complete loop state (``draggan.DragState``) in the pending di
 frames rendered before that step (``checkpoints/drag-frame-<step>.safetensors``, each
 written once); a killed run resumes there and ends with the same result files. A checkpoint
 that does not fit this drag (another version's, damaged) is reported and ignored.
+
+With ``drag: {backend: onnxruntime}`` the drag runs on an ONNX export of the face's
+generator kept in the store's ``artifacts/onnx/`` (``onnx_artifacts``); that backend takes no
+loop checkpoints (ONNX Runtime does not expose Adam's state), so a killed drag restarts.
 """
 
 from __future__ import annotations
@@ -135,6 +139,8 @@ def _compute(
             if state is not None and step % every == 0 and step > 0 and data.get("updated"):
                 _save_checkpoint(pending, state(), frames, saved_frames)
 
+        artifacts = onnx_artifacts(ctx, G, drag_config, len(handles))
+
         def run_drag(resume: Any) -> Any:
             return drag(
                 G,
@@ -145,6 +151,7 @@ def _compute(
                 config=drag_config,
                 callback=callback,
                 resume=resume,
+                artifacts=artifacts,
             )
 
         try:
@@ -179,6 +186,20 @@ def _compute(
         "start_distance": [round(float(d), 3) for d in np.linalg.norm(handles - targets, axis=1)],
     }
     return metrics, {"final_handles": final_handles.tolist()}
+
+
+def onnx_artifacts(ctx: StageContext, G: Any, drag_config: Any, count: int) -> Any:
+    """The store's directory for the ONNX export this drag needs (``backend: onnxruntime``),
+    keyed by the generator's digest and the export parameters; None for the torch backend.
+    The first drag exports into it, later ones (other edits of the face, reruns) reuse it."""
+    if getattr(drag_config, "backend", "torch") != "onnxruntime":
+        return None
+    from draggan.onnx import ExportParams
+    from draggan.onnx.export import generator_digest
+
+    params = drag_config.resolve(int(G.img_resolution), int(G.num_ws))
+    spec = ExportParams.for_drag(drag_config, params, count)
+    return ctx.store.artifact_dir("onnx", {"generator": generator_digest(G), **spec.to_dict()})
 
 
 def _save_checkpoint(

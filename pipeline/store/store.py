@@ -5,6 +5,7 @@ Layout under the workdir::
     results/<stage>/<key>/        a complete result: its files + manifest.json (written last)
     partial/<stage>-<key>/        a result being computed: files so far + checkpoints/
     refs/<photo id>/<slot>.json   the key material last used for a slot (for ``status``)
+    artifacts/<kind>/<key>/       reusable exports (e.g. ``onnx``), keyed by what made them
     digests.json                  file digests cached by path, size and mtime
     lock                          the run lock (``pipeline.store.lock``)
 
@@ -32,7 +33,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from pipeline.errors import PipelineError
-from pipeline.store.keys import DigestCache, KeyMaterial, canonical, sha256_file
+from pipeline.store.keys import (
+    DigestCache,
+    KeyMaterial,
+    canonical,
+    canonical_json,
+    sha256_bytes,
+    sha256_file,
+)
 
 MANIFEST = "manifest.json"
 CHECKPOINTS = "checkpoints"
@@ -313,6 +321,25 @@ class Store:
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) and "material" in data else None
+
+    # Reusable artifacts: directories keyed by what they are made from -------------------
+    def artifact_dir(self, kind: str, material: dict[str, Any]) -> Path:
+        """``artifacts/<kind>/<key>/`` (not created), ``key`` the SHA-256 of ``material``'s
+        canonical JSON plus the package version. Its producer writes, verifies and replaces
+        it (e.g. ``draggan.onnx``: manifest last, refused when stale); the store names it."""
+        from draggan.version import __version__
+
+        key = sha256_bytes(canonical_json({"material": material, "package": __version__}).encode())
+        return self.root / "artifacts" / kind / key
+
+    def remove_artifacts(self) -> int:
+        """Remove every reusable artifact; returns the bytes freed."""
+        base = self.root / "artifacts"
+        if not base.is_dir():
+            return 0
+        freed = sum(p.stat().st_size for p in base.rglob("*") if p.is_file())
+        shutil.rmtree(base, ignore_errors=True)
+        return freed
 
     # Cleaning -----------------------------------------------------------------------------
     def all_results(self) -> list[tuple[str, str]]:
