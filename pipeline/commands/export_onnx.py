@@ -18,6 +18,7 @@ from pathlib import Path
 from draggan.dragging.config import DragConfig
 from draggan.onnx.export import MANIFEST, export_artifacts
 from draggan.onnx.params import ExportParams
+from pipeline.commands._shared import add_checkpoint_argument
 from pipeline.errors import UsageError
 
 NAME = "export-onnx"
@@ -25,12 +26,7 @@ HELP = "export a generator and its DragGAN step to ONNX (inference + ONNX Runtim
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "checkpoint",
-        type=Path,
-        metavar="CHECKPOINT",
-        help="an NVIDIA StyleGAN2 .pkl (PyTorch or TensorFlow) or a dragpipe .safetensors/.json",
-    )
+    add_checkpoint_argument(parser)
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the artifact directory")
     defaults = DragConfig()
     parser.add_argument("--mode", choices=["fast", "official"], default=defaults.mode)
