@@ -29,6 +29,27 @@ MODES = {
 }
 
 
+@pytest.mark.parametrize("padding", ["border", "zeros"])
+def test_graph_sampling_equals_grid_sample_and_interpolate(padding):
+    """The exported graph's Gather-based bilinear reads (ORT has no GridSample / Resize
+    gradient) against torch's ops, points inside, on and outside the map."""
+    import torch.nn.functional as F
+
+    from draggan.onnx.bilinear import sample_bilinear, upsample_bilinear
+
+    gen = torch.Generator().manual_seed(1)
+    feat = torch.randn(1, 5, 7, 9, generator=gen)
+    x = torch.rand(200, generator=gen) * 12 - 1.5  # map index space, beyond both edges
+    y = torch.rand(200, generator=gen) * 10 - 1.5
+    grid = torch.stack([x / 8 * 2 - 1, y / 6 * 2 - 1], dim=1).reshape(1, 1, -1, 2)
+    want = F.grid_sample(feat, grid, padding_mode=padding, align_corners=True)[0, :, 0]
+    got = sample_bilinear(feat.reshape(5, -1), 7, 9, x, y, border=padding == "border")
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    square = feat[:, :, :7, :7]
+    want = F.interpolate(square, [32, 32], mode="bilinear", align_corners=False)
+    torch.testing.assert_close(upsample_bilinear(square, 32), want, rtol=0, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def G():
     before = torch.get_num_threads()
