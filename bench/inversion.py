@@ -11,8 +11,9 @@ slows both alike:
   images every step (the target's features recomputed), contiguous memory format, torch's
   default per-tensor Adam;
 - ``after``: ``inversion.project`` / ``inversion.tune``: target features computed once,
-  channels_last LPIPS, fused Adam (bit-identical updates), unfused modulated convolutions
-  in the projection (no weight-gradient convolutions; same maths).
+  channels_last LPIPS, fused Adam (the same update rule; parameters may differ in the last
+  bit), unfused modulated convolutions in the projection (no weight-gradient convolutions;
+  same maths).
 
 The implied PTI wall time is 450 projection steps + 350 tuning steps (PTI's defaults; the
 early stop at LPIPS 0.06 can end tuning sooner).

@@ -4,6 +4,7 @@ NVIDIA's projector as PTI runs it: start at w_avg, optimise w and the per-layer 
 with Adam under the ``schedule`` learning rate and latent noise, loss = LPIPS at
 ``lpips_size`` + noise regularisation; the noise maps are renormalised after each step and
 discarded at the end (the pivot is rendered with the generator's own constant noise later).
+The synthesis runs in float32 in every block on every device (PTI's ``force_fp32=True``).
 """
 
 from __future__ import annotations
@@ -122,9 +123,15 @@ def project(
         scale = latent_noise_scale(config, step, w_std)
         torch.randn(w_noise.shape, generator=rng, device=device, out=w_noise)
         ws = (w_opt + w_noise * scale).repeat(1, G.num_ws // w_opt.shape[1], 1)
-        # Unfused modulation: the same maths as NVIDIA's fused path (their eval default), but
-        # with frozen weights no weight-gradient convolution is needed: ~25% faster on CPU.
-        image = G.synthesis(ws, noise_mode="const", fused_modconv=False)  # [1, 3, R, R]
+        # float32 in every block, as PTI (danielroich/PTI da94d59,
+        # training/projectors/w_projector.py: force_fp32=True), whatever num_fp16_res says.
+        # Unfused modulation: the same maths as NVIDIA's fused path (their eval default, and
+        # PTI's), but with frozen weights no weight-gradient convolution is needed: 9-37%
+        # faster per step on CPU; its effect on the result is 30-500x below the spread of
+        # PTI's own noise (bench/projection_modconv.py, figures in ARCHITECTURE.md).
+        image = G.synthesis(
+            ws, noise_mode="const", fused_modconv=False, force_fp32=True
+        )  # [1, 3, R, R]
         dist = perceptual.distance(
             target_feats, perceptual.features(resize_for_loss(image, config.lpips_size))
         ).sum()
