@@ -36,7 +36,7 @@ from pipeline.stages.generator import base_generator, tuned_generator
 from pipeline.stages.tuned import save_tuned
 from pipeline.store import KeyMaterial, Pending, Result
 
-VERSION = 1
+VERSION = 2  # 2: both loops synthesise in float32 (force_fp32), as PTI does: fp16 results from CUDA are not served
 
 
 def material(ctx: StageContext, align_key: str, face: int, project: Any, tune: Any) -> KeyMaterial:
