@@ -21,7 +21,6 @@ import argparse
 import statistics
 import time
 
-import _benchpath  # noqa: F401  (bench/ off sys.path: see _benchpath.py)
 import torch
 
 from draggan import DragConfig, Generator, GeneratorConfig, drag
@@ -63,7 +62,7 @@ def step_times(G: Generator, ws: torch.Tensor, mode: str, steps: int) -> list[fl
     """Seconds of each full step after the first (max_steps = steps + 1, no convergence)."""
     stamps: list[float] = []
 
-    def callback(record, image):
+    def callback(progress):
         stamps.append(time.perf_counter())
 
     handles, targets = points(G.img_resolution)

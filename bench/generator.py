@@ -13,7 +13,6 @@ import statistics
 import time
 from collections.abc import Callable
 
-import _benchpath  # noqa: F401  (bench/ off sys.path: see _benchpath.py)
 import torch
 
 from draggan import Generator, GeneratorConfig

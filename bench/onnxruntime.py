@@ -8,8 +8,8 @@ the time between two consecutive step callbacks (torch: backward + Adam + forwar
 tracking; ORT: optimizer step + evaluation pass + tracking + training pass), the median of
 ``--steps`` steps per round, rounds alternating between the backends so a loaded machine
 slows both alike. The time to the first callback is the drag's setup (ORT: verifying the
-export, creating its sessions) plus step 0's forward and tracking. Export time is one ``export_artifacts`` (mapping, synthesis, the drag
-step's training artifacts). Peak memory: each backend runs a 2-step drag once more after
+export, creating its sessions) plus step 0's forward and tracking. Export time is one
+``export_artifacts`` (mapping, synthesis, the drag step's training artifacts). Peak memory: each backend runs a 2-step drag once more after
 the process's peak-RSS counter is reset (Linux ``/proc/self/clear_refs``); printed as the
 peak and its increase over the resident size just before the drag (ORT: on an existing
 export).
@@ -19,19 +19,27 @@ export).
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import statistics
-import tempfile
-import time
-from pathlib import Path
+import os
+import sys
 
-import _benchpath  # noqa: F401  (bench/ off sys.path: see _benchpath.py)
-import torch
+# This script is named like the onnxruntime package, and Python puts a script's own folder
+# first on sys.path: drop bench/ from it before anything imports onnxruntime (draggan.onnx
+# does), or `import onnxruntime` would import this file instead of the package.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-from draggan import DragConfig, Generator, GeneratorConfig, drag
-from draggan.onnx import ExportParams
-from draggan.onnx.export import export_artifacts
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from draggan import DragConfig, Generator, GeneratorConfig, drag  # noqa: E402
+from draggan.onnx import ExportParams  # noqa: E402
+from draggan.onnx.export import export_artifacts  # noqa: E402
 
 _SPEC = importlib.util.spec_from_file_location("bench_drag", Path(__file__).with_name("drag.py"))
 bench_drag = importlib.util.module_from_spec(_SPEC)
@@ -64,7 +72,7 @@ def step_seconds(G, ws, backend: str, steps: int, artifacts: Path) -> tuple[floa
         targets,
         config=config(backend, steps),
         artifacts=artifacts,
-        callback=lambda record, image: stamps.append(time.perf_counter()),
+        callback=lambda progress: stamps.append(time.perf_counter()),
     )
     step = statistics.median(b - a for a, b in zip(stamps, stamps[1:], strict=False))
     return step, stamps[0] - started

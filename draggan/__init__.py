@@ -7,6 +7,7 @@ from draggan.config import GeneratorConfig
 from draggan.dragging import (
     DragConfig,
     DragInputError,
+    DragProgress,
     DragResult,
     DragResumeError,
     DragState,
@@ -16,11 +17,13 @@ from draggan.dragging import (
 from draggan.errors import CheckpointError, DragganError, UnsafeCheckpointError
 from draggan.generator import Generator
 from draggan.loading import load_generator
+from draggan.native_format import save_generator
 from draggan.version import __version__
 
 __all__ = [
     "DragConfig",
     "DragInputError",
+    "DragProgress",
     "DragResult",
     "DragResumeError",
     "DragState",
@@ -32,5 +35,6 @@ __all__ = [
     "UnsafeCheckpointError",
     "__version__",
     "load_generator",
+    "save_generator",
     "drag",
 ]

@@ -20,7 +20,7 @@ from draggan.ops import setup_filter, upsample2d
 
 
 @dataclass(frozen=True)
-class RunOptions:
+class SynthesisOptions:
     """How to run the synthesis (not what it computes)."""
 
     noise_mode: str = "const"  # 'const' | 'random' | 'none'
@@ -29,7 +29,7 @@ class RunOptions:
     impl: str = "fast"  # 'fast' (channels_last, folded gains) | 'ref' (NVIDIA's op order)
 
 
-DEFAULT_OPTIONS = RunOptions()
+DEFAULT_OPTIONS = SynthesisOptions()
 IMPLS = ("fast", "ref")
 
 
@@ -94,7 +94,7 @@ class SynthesisBlock(torch.nn.Module):
             return torch.float16
         return torch.float32
 
-    def resolve_fused(self, opts: RunOptions, dtype: torch.dtype, batch: int) -> bool:
+    def resolve_fused(self, opts: SynthesisOptions, dtype: torch.dtype, batch: int) -> bool:
         """Fused (grouped) or unfused modulation when ``opts.fused_modconv`` is None.
 
         'ref': NVIDIA's rule (fused in eval mode, unfused in training mode). 'fast': fused
@@ -113,7 +113,7 @@ class SynthesisBlock(torch.nn.Module):
         self,
         x: torch.Tensor | None,  # [N, C_in, res / 2, res / 2]; None for the first block
         ws: torch.Tensor,  # [N, >= num_conv, w_dim]: the block's conv ws first
-        opts: RunOptions = DEFAULT_OPTIONS,
+        opts: SynthesisOptions = DEFAULT_OPTIONS,
     ) -> torch.Tensor:  # [N, C_out, res, res]
         """The block's feature map ``x`` (no ToRGB)."""
         dtype = self.block_dtype(ws.device, opts.force_fp32)
@@ -137,7 +137,7 @@ class SynthesisBlock(torch.nn.Module):
         x: torch.Tensor | None,  # [N, C_in, res / 2, res / 2]; None for the first block
         img: torch.Tensor | None,  # [N, img_channels, res / 2, res / 2] float32, or None
         ws: torch.Tensor,  # [N, num_conv + num_torgb, w_dim]
-        opts: RunOptions = DEFAULT_OPTIONS,
+        opts: SynthesisOptions = DEFAULT_OPTIONS,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:  # x [N, C_out, res, res], img [N, C, res, res]
         x = self.features(x, ws, opts)
         if img is not None:
@@ -201,7 +201,7 @@ class SynthesisNetwork(torch.nn.Module):
         """The synthesis blocks in resolution order (b4 first)."""
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
 
-    def _check(self, ws: torch.Tensor, opts: RunOptions) -> torch.Tensor:
+    def _check(self, ws: torch.Tensor, opts: SynthesisOptions) -> torch.Tensor:
         check_shape(ws, "ws", ["N", self.num_ws, self.w_dim])
         check_choice(opts.noise_mode, "noise_mode", NOISE_MODES)
         check_choice(opts.impl, "impl", IMPLS)
@@ -219,7 +219,7 @@ class SynthesisNetwork(torch.nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Image [N, img_channels, R, R] (about [-1, 1]); with ``return_features`` also the
         list of every block's output ``x`` ([N, C_res, res, res] float32), b4 first."""
-        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl)
+        opts = SynthesisOptions(noise_mode, fused_modconv, force_fp32, impl)
         ws = self._check(ws, opts)
         x = img = None
         features = []
@@ -245,7 +245,7 @@ class SynthesisNetwork(torch.nn.Module):
             raise GeneratorInputError(
                 f"resolution must be one of {self.block_resolutions}, got {resolution}"
             )
-        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl)
+        opts = SynthesisOptions(noise_mode, fused_modconv, force_fp32, impl)
         ws = self._check(ws, opts)
         x = None
         for block in self.blocks():

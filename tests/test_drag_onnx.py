@@ -87,7 +87,7 @@ def run(G, ws, mask, mode, backend, steps, artifacts=None):
         mask=mask,
         config=config,
         artifacts=artifacts,
-        callback=lambda record, image: images.append(image is not None),
+        callback=lambda progress: images.append(progress.image is not None),
     )
     return result, images
 
@@ -235,8 +235,20 @@ def test_interrupted_export_leaves_nothing_that_looks_complete(G, tmp_path, monk
     assert list(tmp_path.iterdir()) == []  # neither the target nor the partial directory
 
 
-def test_resume_is_refused_with_onnxruntime(G, ws):
-    from draggan import DragState
+def test_resume_and_state_are_refused_with_onnxruntime(G, ws, artifacts, drags):
+    from draggan import DragResumeError, DragState
+
+    config = DragConfig(backend="onnxruntime", max_steps=2, **MODES["fast"])
+    assert not config.resumable and DragConfig(**MODES["fast"]).resumable
+    seen = []
+
+    def callback(progress):
+        seen.append(progress.record.step)
+        progress.state()
+
+    with pytest.raises(DragResumeError, match="offers no loop state"):
+        drag(G, ws, HANDLES, TARGETS, config=config, artifacts=artifacts["fast"], callback=callback)
+    assert seen == [0]  # the callback got its progress; state() refused at once
 
     state = DragState(
         step=0,

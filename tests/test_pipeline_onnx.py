@@ -10,23 +10,18 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from pipeline_fixtures import computed, copy_project, first_run, run
+from pipeline_fixtures import computed, copy_project, run
 
 from pipeline.cli import main
 
 
-@pytest.fixture
-def first(tmp_path_factory):
-    return first_run(tmp_path_factory)
-
-
 def test_spec_with_onnxruntime_backend_is_refused_without_the_extra(
-    first, tmp_path, monkeypatch, capsys
+    pipeline_run, tmp_path, monkeypatch, capsys
 ):
     import draggan.onnx.requirements as requirements
     from pipeline.spec import SpecError, load_spec
 
-    spec, _ = copy_project(first, tmp_path)
+    spec, _ = copy_project(pipeline_run, tmp_path)
     spec.write_text(spec.read_text().replace("lr: 0.01}", "lr: 0.01, backend: onnxruntime}"))
     monkeypatch.setattr(requirements.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SpecError) as error:
@@ -38,11 +33,11 @@ def test_spec_with_onnxruntime_backend_is_refused_without_the_extra(
     assert "dragpipe[onnx]" in capsys.readouterr().err
 
 
-def test_edits_run_on_one_stored_export_reused_by_a_rerun(first, tmp_path):
+def test_edits_run_on_one_stored_export_reused_by_a_rerun(pipeline_run, tmp_path):
     pytest.importorskip("onnxruntime.training.api")
     from pipeline.runner import forced_stages
 
-    spec, work = copy_project(first, tmp_path)
+    spec, work = copy_project(pipeline_run, tmp_path)
     spec.write_text(spec.read_text().replace("lr: 0.01}", "lr: 0.01, backend: onnxruntime}"))
     out = tmp_path / "out"
     report, warnings = run(spec, work, out)
@@ -56,7 +51,7 @@ def test_edits_run_on_one_stored_export_reused_by_a_rerun(first, tmp_path):
     for edit in ("smile", "brow", "more"):
         ours = np.asarray(Image.open(out / "hopper" / f"{edit}_after.png"), dtype=np.int16)
         torch_run = np.asarray(
-            Image.open(first[3] / "hopper" / f"{edit}_after.png"), dtype=np.int16
+            Image.open(pipeline_run[3] / "hopper" / f"{edit}_after.png"), dtype=np.int16
         )
         assert np.abs(ours - torch_run).max() <= 1, edit
     checkpoint = exports[0] / "checkpoint"

@@ -121,6 +121,12 @@ class DragConfig:
                     f"DragConfig.{name} must be true or false, got {getattr(self, name)!r}"
                 )
 
+    @property
+    def resumable(self) -> bool:
+        """Whether the drag offers ``progress.state()`` and ``resume=``: the torch backend
+        does; 'onnxruntime' does not (ONNX Runtime does not expose Adam's moments)."""
+        return self.backend == "torch"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field."""
         return dataclasses.asdict(self)

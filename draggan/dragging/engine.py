@@ -6,13 +6,14 @@ those features (no gradient), the stop checks, then motion supervision (+ the fi
 loss) and one Adam step on the first ``layers`` ws. The last step ends without an update,
 so the final ws, handles and image always belong together.
 
-``resume=`` continues from a ``DragState`` that a callback took with ``state()``: the loop
-restarts at that state's step and returns exactly what the uninterrupted drag returns.
+``resume=`` continues from a ``DragState`` that a callback took with ``progress.state()``:
+the loop restarts at that state's step and returns exactly what the uninterrupted drag
+returns.
 
-The loop (tracking, stop rules, records, callbacks) is shared by the backends; what a step
-computes is a backend's: ``TorchSteps`` here (PyTorch autograd + ``torch.optim.Adam``), or
-``draggan.onnx.steps.OrtSteps`` (``DragConfig(backend='onnxruntime')``: the exported step
-run by ONNX Runtime's training API).
+The loop (tracking, stop rules, records, callbacks, states) is shared by the backends; what a
+step computes is a backend's: ``TorchSteps`` here (PyTorch autograd + ``torch.optim.Adam``),
+or ``draggan.onnx.steps.OrtSteps`` (``DragConfig(backend='onnxruntime')``: the exported step
+run by ONNX Runtime's training API; it offers no state and no resume).
 """
 
 from __future__ import annotations
@@ -26,23 +27,16 @@ from typing import Any
 import torch
 
 from draggan.dragging.config import DragConfig, DragParams
-from draggan.dragging.errors import DragInputError
+from draggan.dragging.errors import DragInputError, DragResumeError
 from draggan.dragging.fast import FastMode
 from draggan.dragging.inputs import DragInputs, check_inputs
 from draggan.dragging.official import OfficialMode
-from draggan.dragging.result import DragResult, DragStep
-from draggan.dragging.resume import (
-    RunDigests,
-    accepts_state,
-    adam_tensors,
-    call_with_state,
-    load_adam,
-)
-from draggan.dragging.state import DragState
+from draggan.dragging.result import DragProgress, DragResult, DragStep
+from draggan.dragging.state import DragState, RunDigests
+from draggan.loop_state import adam_tensors, load_adam, offered
 
-# callback(record, image) -> True to stop; image [1, C, R, R] when this step rendered one.
-# A callback with a ``state`` keyword also gets ``state=``: a callable -> DragState.
-DragCallback = Callable[..., Any]
+# callback(progress) -> True to stop (see DragProgress and draggan.loop_state).
+DragCallback = Callable[[DragProgress], Any]
 
 # Both modes run NVIDIA's fused (grouped-convolution) modulated conv: what the official
 # renderer runs for stylegan2-ada-pytorch checkpoints, and the faster path on CPU here.
@@ -87,8 +81,6 @@ class _Stall:
 
 class TorchSteps:
     """The PyTorch backend's step: forward with autograd, ``torch.optim.Adam`` on the latent."""
-
-    resumable = True
 
     def __init__(self, G: Any, inputs: DragInputs, params: DragParams, config: DragConfig) -> None:
         self.G = G
@@ -176,13 +168,14 @@ def drag(
     """Drag ``handles`` to ``targets`` on the image of ``ws``; see ``DragConfig``.
 
     Raises ``DragInputError`` (a ``DragganError``) for bad input before any work. The
-    generator's weights are not changed and get no gradients. ``callback(record, image)``
-    is called after every step's tracking (``image``: the [1, C, R, R] render when the step
-    made one, else None); returning True ends the drag (``stop_reason='callback'``), raising
-    ends it with that exception. A callback that takes a ``state`` keyword is called as
-    ``callback(record, image, state=state)``: ``state()``, during the call, returns the
+    generator's weights are not changed and get no gradients. ``callback(progress)`` is
+    called after every step's tracking with a ``DragProgress``: ``progress.record`` (the
+    step's ``DragStep``), ``progress.image`` (the [1, C, R, R] render when the step made
+    one, else None) and ``progress.state()``, which during the call returns the
     ``DragState`` from which step ``record.step`` is recomputed (the latent before that
     step's update, Adam's moments, handles, stall counters, the records before it).
+    Returning True ends the drag (``stop_reason='callback'``), raising ends it with that
+    exception (the loop protocol of ``draggan.loop_state``).
 
     ``resume``: such a state of an earlier call with the same G, ws, points, mask and
     config (``DragResumeError``, a ``DragganError``, otherwise, before any step); the drag
@@ -193,8 +186,9 @@ def drag(
     ``config.backend='onnxruntime'`` runs each step with ONNX Runtime's training API on
     exported artifacts (``draggan.onnx``): ``artifacts`` is the directory they are kept in
     (exported there on first use; reused while their manifest matches this generator and
-    drag; None: a temporary directory). That backend offers no ``state()`` and no
-    ``resume`` (ONNX Runtime does not expose Adam's moments).
+    drag; None: a temporary directory). That backend offers no ``resume`` and its
+    ``progress.state()`` raises ``DragResumeError`` (ONNX Runtime does not expose Adam's
+    moments; ``DragConfig.resumable`` says which backends do).
     """
     if config is None:
         config = DragConfig()
@@ -211,7 +205,7 @@ def drag(
     params = config.resolve(int(G.img_resolution), int(G.num_ws))
     mode = _make_mode(G, config, params, inputs)
     if config.backend == "onnxruntime":
-        if resume is not None:
+        if resume is not None:  # not config.resumable
             raise DragInputError(
                 "drag: resume is not available with backend 'onnxruntime' (ONNX Runtime does "
                 "not expose Adam's moments): resume with backend 'torch' or start afresh"
@@ -238,18 +232,17 @@ def _run(
     """The drag loop, whatever computes the steps."""
     stall = _Stall(inputs.handles, config.stall_steps, config.stall_tolerance)
     digests = RunDigests(G, inputs, config)
-    wants_state = callback is not None and steps.resumable and accepts_state(callback)
     history: list[DragStep] = []
     image = None
     reason = None
     with torch.enable_grad():
         if resume is not None:
-            history = _restore(resume, steps, params, config, mode, stall, digests)
+            history = _restore(resume, steps, config, mode, stall, digests)
         for step in range(len(history), config.max_steps + 1):
             begin = (mode.get_handles(), stall.anchor.clone(), stall.anchor_step)
             feat, image = steps.forward(_renders(config, mode, step))
             if step == 0:
-                steps.start(feat)
+                steps.start(feat)  # the block's own features [1, C, h, h]
             feat = mode.features(feat)
             if step == 0:
                 mode.start(feat)
@@ -270,11 +263,29 @@ def _run(
                 loss=_value(loss),
                 updated=reason is None,
             )
-            if wants_state:
-                snapshot = functools.partial(_snapshot, step, begin, history, steps, digests)
-                stop = call_with_state(callback, record, _detached(image), snapshot)
-            else:
-                stop = callback is not None and callback(record, _detached(image))
+            stop = None
+            if callback is not None:
+                snapshot = (
+                    functools.partial(_snapshot, step, begin, history, steps, digests)
+                    if config.resumable
+                    else _no_state
+                )
+                with offered(snapshot, DragResumeError) as state:
+                    stop = callback(
+                        DragProgress(
+                            "drag",
+                            step,
+                            config.max_steps,
+                            {
+                                "motion": record.loss_motion,
+                                "mask": record.loss_mask,
+                                "loss": record.loss,
+                            },
+                            state,
+                            record=record,
+                            image=_detached(image),
+                        )
+                    )
             if stop is True:
                 reason = reason or "callback"
                 record = dataclasses.replace(record, updated=False)
@@ -307,7 +318,7 @@ def _snapshot(
     return DragState(
         step=step,
         latent=steps.latent.param.detach().clone(),
-        optimizer=adam_tensors(steps.optimizer, steps.latent.param),
+        optimizer=adam_tensors(steps.optimizer),
         handles=begin[0],
         stall_anchor=begin[1],
         stall_anchor_step=begin[2],
@@ -318,18 +329,25 @@ def _snapshot(
     )
 
 
+def _no_state() -> DragState:
+    """``progress.state()`` of a backend that is not ``DragConfig.resumable``."""
+    raise DragResumeError(
+        "drag: backend 'onnxruntime' offers no loop state (ONNX Runtime does not expose "
+        "Adam's moments): use backend 'torch' to checkpoint or resume a drag"
+    )
+
+
 def _restore(
     resume: DragState,
     steps: TorchSteps,
-    params: DragParams,
     config: DragConfig,
     mode: Any,
     stall: _Stall,
     digests: RunDigests,
 ) -> list[DragStep]:
     """Put the loop where ``resume`` left it; returns the records before its step."""
-    digests.check(resume)
     latent = steps.latent
+    digests.check(resume)
     resume.check_shapes(latent.param.shape, int(mode.get_handles().shape[0]), config.max_steps)
     if resume.step == 0:
         return []  # nothing done yet: step 0 starts the drag as usual
@@ -339,7 +357,7 @@ def _restore(
     del feat
     with torch.no_grad():
         latent.param.copy_(resume.latent.to(latent.param.device, latent.param.dtype))
-    load_adam(steps.optimizer, resume.optimizer)
+    load_adam(steps.optimizer, resume.optimizer, DragResumeError)
     mode.set_handles(resume.handles)
     stall.restore(resume.stall_anchor, resume.stall_anchor_step)
     return list(resume.history)

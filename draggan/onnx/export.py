@@ -34,7 +34,6 @@ import json
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -45,6 +44,7 @@ from typing import Any
 
 import torch
 
+from draggan.atomic_write import fsync_path, write_bytes_atomic
 from draggan.digests import file_digest, module_digest
 from draggan.dragging.errors import DragInputError
 from draggan.onnx.graph import OUTPUT_NAMES, DragStepGraph, input_names
@@ -197,18 +197,20 @@ def _export_training(G: torch.nn.Module, directory: Path, spec: ExportParams) ->
 @contextmanager
 def _native_log_captured() -> Iterator[None]:
     """Keep ONNX Runtime's native log (every graph transformer at INFO while it builds the
-    gradient graph, whatever the severity set) off the terminal: it is written to a
-    temporary file and shown only when the block fails."""
-    sys.stderr.flush()
+    gradient graph, whatever the severity set) off the terminal: it goes to a temporary
+    file, whose tail is attached to the exception (a note, shown with its traceback) when
+    the block fails. (Python's own stderr is line-buffered: nothing of ours is pending.)"""
     saved = os.dup(2)
     with tempfile.TemporaryFile() as log:
         os.dup2(log.fileno(), 2)
         try:
             yield
-        except BaseException:
+        except Exception as exc:
             os.dup2(saved, 2)
             log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace")[-20000:])
+            tail = log.read().decode(errors="replace")[-20000:]
+            if tail and hasattr(exc, "add_note"):  # Python >= 3.11
+                exc.add_note(f"ONNX Runtime's log (last 20000 characters):\n{tail}")
             raise
         finally:
             os.dup2(saved, 2)
@@ -274,10 +276,8 @@ def export_artifacts(
                 for name in FILES
             },
         }
-        with open(work / MANIFEST, "w") as handle:
-            json.dump(manifest, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
+        text = json.dumps(manifest, indent=1, sort_keys=True)
+        write_bytes_atomic(work / MANIFEST, text.encode())
         _publish(work, target)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -303,6 +303,7 @@ def _publish(work: Path, target: Path) -> None:
         stale = target.parent / f".{target.name}.stale-{os.getpid()}-{secrets.token_hex(4)}"
         os.replace(target, stale)
     os.replace(work, target)
+    fsync_path(target.parent)
     if stale is not None:
         shutil.rmtree(stale, ignore_errors=True)
 

@@ -46,9 +46,8 @@ def session_options(ort: Any) -> Any:
 
 
 class OrtSteps:
-    """Steps of one drag on exported artifacts (see the module docstring)."""
-
-    resumable = False  # ONNX Runtime does not expose Adam's moments
+    """Steps of one drag on exported artifacts (see the module docstring). Not resumable
+    (``DragConfig.resumable``): ONNX Runtime does not expose Adam's moments."""
 
     @classmethod
     @contextmanager

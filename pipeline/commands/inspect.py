@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from draggan.checkpoint_state import CheckpointContents, parameter_count
+from draggan.building import CheckpointContents, parameter_count
 from draggan.loading import read_checkpoint
 from pipeline.commands._shared import add_checkpoint_argument
 
