@@ -44,7 +44,7 @@ from pipeline.stages import composite as composite_stage
 from pipeline.stages.align import FaceRecord
 from pipeline.stages.composite import CompositeTask
 from pipeline.stages.context import StageContext
-from pipeline.stages.edit import BEFORE, EDITED, TRAJECTORY
+from pipeline.stages.edit import BEFORE, EDITED, TRAJECTORY, EditTask
 from pipeline.store import Result, RunLock, Store
 from pipeline.store.keys import sha256_file
 
@@ -248,6 +248,8 @@ def _run(ctx: StageContext, job: Job, options: RunOptions) -> Outcome:
         saved = saved_progress(ctx.store, job)
         if saved is not None:
             then = f"{saved.status().replace(', will resume', '')}: {saved.rerun()}"
+        elif isinstance(job.task, EditTask) and not job.task.config.resumable:
+            then = f"the {job.task.config.backend} drag keeps no steps: rerun to start it again"
         elif job.stage in ("invert", "edit"):
             then = (
                 "no step of it was saved yet (every --checkpoint-every steps): rerun to "
