@@ -11,7 +11,6 @@ name.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -24,6 +23,7 @@ from safetensors.torch import save_file
 from draggan.atomic_write import atomic_write, write_bytes_atomic
 from draggan.building import build_generator
 from draggan.config import GeneratorConfig
+from draggan.digests import file_digest as _sha256
 from draggan.errors import CheckpointError
 from draggan.generator import Generator
 from draggan.safe_unpickle import open_checkpoint
@@ -47,14 +47,6 @@ def native_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
             "give a path ending in .safetensors"
         )
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _describe(config: GeneratorConfig) -> dict[str, Any]:

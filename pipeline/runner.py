@@ -51,7 +51,7 @@ from pipeline.stages import composite as composite_stage
 from pipeline.stages.align import FaceRecord
 from pipeline.stages.composite import CompositeTask
 from pipeline.stages.context import StageContext
-from pipeline.stages.edit import BEFORE, EDITED, TRAJECTORY
+from pipeline.stages.edit import BEFORE, EDITED, TRAJECTORY, EditTask
 from pipeline.store import Result, RunLock, Store
 from pipeline.store.keys import sha256_file
 
@@ -312,6 +312,8 @@ def resume_note(store: Store, job: Job) -> str:
     saved = saved_progress(store, job)
     if saved is not None:
         return f"{saved.status().replace(', will resume', '')}: {saved.rerun()}"
+    if isinstance(job.task, EditTask) and not job.task.config.resumable:
+        return f"the {job.task.config.backend} drag keeps no steps: rerun to start it again"
     if job.stage in ("invert", "edit"):
         return (
             "no step of it was saved yet (every --checkpoint-every steps): rerun to "

@@ -248,15 +248,16 @@ def test_drag_save_then_run_gives_the_page_result_byte_for_byte(editor, tmp_path
     assert (tmp_path / "out" / "hopper" / "web.jpg").read_bytes() == composite
 
 
-def test_stopped_drag_is_saved_as_the_drag_capped_there(editor, tmp_path):
-    client, spec, folder = editor
+def stopped_drag(client: Client, name: str, drag: dict, at: int) -> tuple[dict, list[int]]:
+    """A drag of edit ``name`` with ``drag`` settings, stopped at step ``at`` through the
+    editor: (the work's result, the steps of its drag events)."""
     session = client.server.session
     release = threading.Event()
     blocker = session.worker.submit("hold", None, lambda work: release.wait(60) and {})
     edit = {
-        "name": "stopped",
+        "name": name,
         "pairs": [{"handle": {"landmark": 30}, "target": {"aligned": [20.0, 8.0]}}],
-        "drag": {"max_steps": 40},
+        "drag": drag,
     }
     status, answer = client.request(
         "POST", "/api/drag", {"photo": "hopper", "face": 0, "edits": [edit]}
@@ -264,22 +265,26 @@ def test_stopped_drag_is_saved_as_the_drag_capped_there(editor, tmp_path):
     assert status == 202
     work = session.worker.items[answer["work"]]
 
-    def stop_at_three(event):  # runs in the worker thread, before the drag's next step
-        if event["type"] == "drag" and event["step"] == 3:
+    def stop_there(event):  # runs in the worker thread, before the drag's next step
+        if event["type"] == "drag" and event["step"] == at:
             work.stop()
 
-    work.listeners.append(stop_at_three)
+    work.listeners.append(stop_there)
     release.set()
     client.wait(blocker.id)
     last, events = client.wait(work.id)
     assert last["type"] == "done", last
-    result = last["result"]
+    return last["result"], [event["step"] for event in events if event["type"] == "drag"]
+
+
+def test_stopped_drag_is_saved_as_the_drag_capped_there(editor, tmp_path):
+    client, spec, folder = editor
+    result, steps = stopped_drag(client, "stopped", {"max_steps": 40}, 3)
     assert result["stopped_at"] == 3
     assert result["edit"]["metrics"]["steps"] == 3
     assert result["edit"]["metrics"]["stop_reason"] == "max_steps"
     assert result["chain"][0]["drag"] == {"max_steps": 3}
     assert result["chain"][0]["pairs"][0]["handle"] == {"written": {"landmark": "nose_tip"}}
-    steps = [event["step"] for event in events if event["type"] == "drag"]
     assert steps == [0, 1, 2, 3, 3]  # step 3 again: the capped drag resumed there
     status, edited = client.request("GET", result["edit"]["edited"], raw=True)
 
@@ -298,6 +303,18 @@ def test_stopped_drag_is_saved_as_the_drag_capped_there(editor, tmp_path):
     assert (tmp_path / "fresh-out" / "hopper" / "stopped.jpg").read_bytes() == (
         tmp_path / "out" / "hopper" / "stopped.jpg"
     ).read_bytes()
+
+
+def test_stopped_onnxruntime_drag_is_recomputed_capped_there(editor):
+    """The ONNX Runtime backend keeps no loop state: Stop saves no checkpoint, and the drag
+    capped at the stopped step is computed from step 0."""
+    pytest.importorskip("onnxruntime.training.api")
+    client, _, _ = editor
+    drag = {"max_steps": 40, "backend": "onnxruntime"}
+    result, steps = stopped_drag(client, "stopped-ort", drag, 2)
+    assert result["stopped_at"] == 2 and result["edit"]["metrics"]["steps"] == 2
+    assert result["chain"][0]["drag"] == {"max_steps": 2, "backend": "onnxruntime"}
+    assert steps == [0, 1, 2, 0, 1, 2]  # no state to resume from: recomputed
 
 
 def test_choosing_a_face_the_spec_does_not_select_writes_its_index(tmp_path):

@@ -17,7 +17,15 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("draggan", "inversion", "pipeline")
 FORBIDDEN = {"draggan": {"inversion", "pipeline"}, "inversion": {"pipeline"}}
-STORE_NAMES = {"refs", "partial", "generators", "digests.json", "manifest.json", "checkpoints"}
+STORE_NAMES = {
+    "refs",
+    "partial",
+    "generators",
+    "artifacts",
+    "digests.json",
+    "manifest.json",
+    "checkpoints",
+}
 
 
 def _modules() -> dict[str, Path]:

@@ -9,12 +9,18 @@ so the final ws, handles and image always belong together.
 ``resume=`` continues from a ``DragState`` that a callback took with ``progress.state()``:
 the loop restarts at that state's step and returns exactly what the uninterrupted drag
 returns.
+
+The loop (tracking, stop rules, records, callbacks, states) is shared by the backends; what a
+step computes is a backend's: ``TorchSteps`` here (PyTorch autograd + ``torch.optim.Adam``),
+or ``draggan.onnx.steps.OrtSteps`` (``DragConfig(backend='onnxruntime')``: the exported step
+run by ONNX Runtime's training API; it offers no state and no resume).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +79,46 @@ class _Stall:
         self.anchor_step = anchor_step
 
 
+class TorchSteps:
+    """The PyTorch backend's step: forward with autograd, ``torch.optim.Adam`` on the latent."""
+
+    def __init__(self, G: Any, inputs: DragInputs, params: DragParams, config: DragConfig) -> None:
+        self.G = G
+        self.params = params
+        self.config = config
+        self.latent = _Latent(inputs.ws, config.layers, config.w_plus)
+        self.optimizer = torch.optim.Adam([self.latent.param], lr=config.lr)
+
+    def forward(self, render: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Feature block output [1, C, h, h] (with gradient) and the image when ``render``."""
+        return _synthesise(self.G, self.latent.full(), self.params, self.config, render)
+
+    def start(self, feat: torch.Tensor) -> None:
+        """Step 0's features (the mode keeps what it needs)."""
+
+    def losses(
+        self, mode: Any, feat: torch.Tensor, update: bool
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """(motion, mask, total) at the mode's current handles."""
+        loss_motion, loss_mask = mode.losses(feat)
+        return loss_motion, loss_mask, _total(loss_motion, loss_mask, self.config.lambda_mask)
+
+    def update(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=[self.latent.param])
+        self.optimizer.step()
+
+    def final(self, image: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ws [1, num_ws, w_dim], image [1, C, R, R]) of the final latent."""
+        final_ws = self.latent.full().detach()
+        if image is None:
+            with torch.no_grad():
+                image = self.G.synthesis(
+                    final_ws, noise_mode=self.config.noise_mode, fused_modconv=FUSED_MODCONV
+                )
+        return final_ws, image.detach()
+
+
 def _synthesise(
     G: Any, ws: torch.Tensor, params: DragParams, config: DragConfig, render: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:  # features [1, C, h, h], image or None
@@ -117,6 +163,7 @@ def drag(
     config: DragConfig | None = None,
     callback: DragCallback | None = None,
     resume: DragState | None = None,
+    artifacts: str | os.PathLike[str] | None = None,
 ) -> DragResult:
     """Drag ``handles`` to ``targets`` on the image of ``ws``; see ``DragConfig``.
 
@@ -135,6 +182,13 @@ def drag(
     continues there and returns exactly what the uninterrupted drag returns (same device,
     torch build and thread count). Its F0 and reference features are recomputed with one
     forward of the initial ws.
+
+    ``config.backend='onnxruntime'`` runs each step with ONNX Runtime's training API on
+    exported artifacts (``draggan.onnx``): ``artifacts`` is the directory they are kept in
+    (exported there on first use; reused while their manifest matches this generator and
+    drag; None: a temporary directory). That backend offers no ``resume`` and its
+    ``progress.state()`` raises ``DragResumeError`` (ONNX Runtime does not expose Adam's
+    moments; ``DragConfig.resumable`` says which backends do).
     """
     if config is None:
         config = DragConfig()
@@ -150,8 +204,32 @@ def drag(
     inputs = check_inputs(G, ws, handles, targets, mask, config)
     params = config.resolve(int(G.img_resolution), int(G.num_ws))
     mode = _make_mode(G, config, params, inputs)
-    latent = _Latent(inputs.ws, config.layers, config.w_plus)
-    optimizer = torch.optim.Adam([latent.param], lr=config.lr)
+    if config.backend == "onnxruntime":
+        if resume is not None:  # not config.resumable
+            raise DragInputError(
+                "drag: resume is not available with backend 'onnxruntime' (ONNX Runtime does "
+                "not expose Adam's moments): resume with backend 'torch' or start afresh"
+            )
+        from draggan.onnx.steps import OrtSteps
+
+        with OrtSteps.open(G, inputs, params, config, artifacts) as steps:
+            return _run(steps, mode, G, inputs, params, config, callback, None)
+    return _run(
+        TorchSteps(G, inputs, params, config), mode, G, inputs, params, config, callback, resume
+    )
+
+
+def _run(
+    steps: Any,  # TorchSteps or draggan.onnx.steps.OrtSteps
+    mode: Any,
+    G: Any,
+    inputs: DragInputs,
+    params: DragParams,
+    config: DragConfig,
+    callback: DragCallback | None,
+    resume: DragState | None,
+) -> DragResult:
+    """The drag loop, whatever computes the steps."""
     stall = _Stall(inputs.handles, config.stall_steps, config.stall_tolerance)
     digests = RunDigests(G, inputs, config)
     history: list[DragStep] = []
@@ -159,12 +237,12 @@ def drag(
     reason = None
     with torch.enable_grad():
         if resume is not None:
-            history = _restore(resume, G, params, config, mode, latent, optimizer, stall, digests)
+            history = _restore(resume, steps, config, mode, stall, digests)
         for step in range(len(history), config.max_steps + 1):
             begin = (mode.get_handles(), stall.anchor.clone(), stall.anchor_step)
-            feat, image = _synthesise(
-                G, latent.full(), params, config, _renders(config, mode, step)
-            )
+            feat, image = steps.forward(_renders(config, mode, step))
+            if step == 0:
+                steps.start(feat)  # the block's own features [1, C, h, h]
             feat = mode.features(feat)
             if step == 0:
                 mode.start(feat)
@@ -175,8 +253,7 @@ def drag(
                 reason = "max_steps"
             elif stall.stalled(step, current):
                 reason = "stalled"
-            loss_motion, loss_mask = mode.losses(feat)
-            loss = _total(loss_motion, loss_mask, config.lambda_mask)
+            loss_motion, loss_mask, loss = steps.losses(mode, feat, update=reason is None)
             record = DragStep(
                 step=step,
                 handles=tuple((float(x), float(y)) for x, y in current.tolist()),
@@ -188,8 +265,10 @@ def drag(
             )
             stop = None
             if callback is not None:
-                snapshot = functools.partial(
-                    _snapshot, step, begin, history, latent, optimizer, digests
+                snapshot = (
+                    functools.partial(_snapshot, step, begin, history, steps, digests)
+                    if config.resumable
+                    else _no_state
                 )
                 with offered(snapshot, DragResumeError) as state:
                     stop = callback(
@@ -213,18 +292,13 @@ def drag(
             history.append(record)
             if reason is not None:
                 break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward(inputs=[latent.param])
-            optimizer.step()
-    final_ws = latent.full().detach()
-    if image is None:
-        with torch.no_grad():
-            image = G.synthesis(final_ws, noise_mode=config.noise_mode, fused_modconv=FUSED_MODCONV)
+            steps.update(loss)
+    final_ws, image = steps.final(image)
     return DragResult(
         ws=final_ws,
         handles=torch.tensor([list(p) for p in history[-1].handles], dtype=torch.float64),
         targets=inputs.targets,
-        image=image.detach(),
+        image=image,
         steps=len(history) - 1,
         converged=reason == "converged",
         stop_reason=reason,
@@ -237,15 +311,14 @@ def _snapshot(
     step: int,
     begin: tuple[torch.Tensor, torch.Tensor, int],  # handles, stall anchor, its step
     history: list[DragStep],  # the records before ``step``
-    latent: _Latent,
-    optimizer: torch.optim.Adam,
+    steps: TorchSteps,
     digests: RunDigests,
 ) -> DragState:
     """The state from which step ``step`` is recomputed (called before its update)."""
     return DragState(
         step=step,
-        latent=latent.param.detach().clone(),
-        optimizer=adam_tensors(optimizer),
+        latent=steps.latent.param.detach().clone(),
+        optimizer=adam_tensors(steps.optimizer),
         handles=begin[0],
         stall_anchor=begin[1],
         stall_anchor_step=begin[2],
@@ -256,29 +329,35 @@ def _snapshot(
     )
 
 
+def _no_state() -> DragState:
+    """``progress.state()`` of a backend that is not ``DragConfig.resumable``."""
+    raise DragResumeError(
+        "drag: backend 'onnxruntime' offers no loop state (ONNX Runtime does not expose "
+        "Adam's moments): use backend 'torch' to checkpoint or resume a drag"
+    )
+
+
 def _restore(
     resume: DragState,
-    G: Any,
-    params: DragParams,
+    steps: TorchSteps,
     config: DragConfig,
     mode: Any,
-    latent: _Latent,
-    optimizer: torch.optim.Adam,
     stall: _Stall,
     digests: RunDigests,
 ) -> list[DragStep]:
     """Put the loop where ``resume`` left it; returns the records before its step."""
+    latent = steps.latent
     digests.check(resume)
     resume.check_shapes(latent.param.shape, int(mode.get_handles().shape[0]), config.max_steps)
     if resume.step == 0:
         return []  # nothing done yet: step 0 starts the drag as usual
     # F0 and the handles' reference features, by step 0's own forward on the initial ws.
-    feat, _ = _synthesise(G, latent.full(), params, config, _renders(config, mode, 0))
+    feat, _ = steps.forward(_renders(config, mode, 0))
     mode.start(mode.features(feat))
     del feat
     with torch.no_grad():
         latent.param.copy_(resume.latent.to(latent.param.device, latent.param.dtype))
-    load_adam(optimizer, resume.optimizer, DragResumeError)
+    load_adam(steps.optimizer, resume.optimizer, DragResumeError)
     mode.set_handles(resume.handles)
     stall.restore(resume.stall_anchor, resume.stall_anchor_step)
     return list(resume.history)
@@ -296,8 +375,10 @@ def _total(
     return weighted if loss_motion is None else loss_motion + weighted
 
 
-def _value(loss: torch.Tensor | None) -> float:
-    return 0.0 if loss is None else float(loss.detach())
+def _value(loss: torch.Tensor | float | None) -> float:
+    if loss is None:
+        return 0.0
+    return float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
 
 
 def _detached(image: torch.Tensor | None) -> torch.Tensor | None:

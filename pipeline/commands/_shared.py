@@ -1,4 +1,4 @@
-"""Helpers shared by the run / status / clean / demo commands (not a command itself)."""
+"""Helpers shared by the commands (not a command itself)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,16 @@ if TYPE_CHECKING:
 
 DEFAULT_WORKDIR = ".dragpipe"
 DEFAULT_OUT = "dragpipe-out"
+
+
+def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional CHECKPOINT of the commands that read a generator file."""
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="an NVIDIA StyleGAN2 .pkl (PyTorch or TensorFlow) or a dragpipe .safetensors/.json",
+    )
 
 
 def add_spec_argument(parser: argparse.ArgumentParser, required: bool = True) -> None:

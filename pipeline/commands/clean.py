@@ -1,5 +1,6 @@
 """``dragpipe clean SPEC``: remove the cached results (and interrupted runs) that no spec using
-the workdir still references; ``dragpipe clean --all``: every cached result of the workdir.
+the workdir still references; ``dragpipe clean --all``: every cached result of the workdir,
+and its reusable exports (``artifacts/``, e.g. ONNX).
 
 Specs in one folder share its ``.dragpipe/``, so every ``run`` records its spec in the store.
 ``clean SPEC`` keeps what SPEC uses now and what every other recorded spec uses now (read
@@ -81,16 +82,20 @@ def run(args: argparse.Namespace) -> int:
 def _clean(args: argparse.Namespace, store, spec, workdir: Path) -> int:
     keep, users, gone = (set(), [], []) if spec is None else _kept(args, store, spec)
     removals = _removals(store, keep)
-    total = sum(item.size for item in removals)
-    if not removals:
-        print(f"nothing to remove from {workdir}: {_kept_words(keep, users)}")
+    exports = store.artifacts_size() if args.all else 0  # reusable exports (e.g. ONNX)
+    total = sum(item.size for item in removals) + exports
+    kept = len(store.all_results()) - sum(not item.partial for item in removals)
+    if not removals and not exports:
+        print(f"nothing to remove from {workdir}: {_kept_words(kept, users)}")
         return 0
     what = "every cached result" if args.all else "used by no spec that uses this workdir"
     print(f"{len(removals)} cached results ({_size(total)}) in {workdir}, {what}:")
     for item in removals:
         print(item.line())
-    if keep:
-        print(_kept_words(keep, users))
+    if exports:
+        print(f"  {'exported artifacts':<24} {'':12}  {_size(exports):>9}  (e.g. ONNX exports)")
+    if kept:
+        print(_kept_words(kept, users))
     if args.dry_run:
         print("dry run: nothing removed")
         return 0
@@ -105,6 +110,7 @@ def _clean(args: argparse.Namespace, store, spec, workdir: Path) -> int:
     for recorded in gone:
         store.forget_spec(recorded)
     if args.all:
+        store.remove_artifacts()
         store.drop_refs()
         store.forget_specs()
     print(f"removed {len(removals)} cached results ({_size(total)}) from {workdir}")
@@ -150,10 +156,11 @@ def _kept(args: argparse.Namespace, store, spec):
     return keep, users, gone
 
 
-def _kept_words(keep, users: list[str]) -> str:
-    if not keep:
-        return "nothing is kept"
-    return f"kept {len(keep)} results used by {', '.join(users)}"
+def _kept_words(kept: int, users: list[str]) -> str:
+    """'kept 4 cached results used by a.yaml, b.yaml'."""
+    if not kept:
+        return "no cached result is kept"
+    return f"kept {kept} cached results used by {', '.join(users)}"
 
 
 def _removals(store, keep) -> list[Removal]:

@@ -19,6 +19,12 @@ The drag saves its complete loop state (``draggan.DragState``) in the pending di
 frames rendered before that step (``checkpoints/drag-frame-<step>.safetensors``, each
 written once); a killed run resumes there and ends with the same result files. A checkpoint
 that does not fit this drag (another version's, damaged) is reported and ignored.
+
+With ``drag: {backend: onnxruntime}`` the drag runs on an ONNX export of the face's
+generator kept in a store artifact directory (``onnx_artifacts``); that backend takes no loop
+checkpoints (``DragConfig.resumable``: ONNX Runtime does not expose Adam's state), so a
+killed drag restarts, and a drag stopped in the editor is recomputed up to the step it was
+stopped at.
 """
 
 from __future__ import annotations
@@ -163,6 +169,8 @@ class EditTask:
             [] if resume is None else [{"loop": "drag", "from_step": resume.step, "of": total}]
         )
         saved_frames = {step for step, _ in frames[1:]}  # drag frames already in checkpoints
+        checkpoints = self.config.resumable
+        artifacts = onnx_artifacts(ctx, G, self.config, len(handles))
         with ctx.display.stage(f"{label} drag", total) as bar:
 
             def callback(progress: DragProgress) -> None:
@@ -177,10 +185,12 @@ class EditTask:
                     frames.append((record.step, frame))
                 if ctx.watch is not None and ctx.watch(label, record, frame) and record.updated:
                     # Stopped by the watcher: keep the state at this step, so the drag capped
-                    # here finishes from it (see ``carry_stopped_drag``).
-                    _save_checkpoint(pending, progress.state(), frames, saved_frames)
+                    # here finishes from it (see ``carry_stopped_drag``); a backend without
+                    # loop state leaves none, and the capped drag is computed afresh.
+                    if checkpoints:
+                        _save_checkpoint(pending, progress.state(), frames, saved_frames)
                     raise DragStopped(label, record.step)
-                if record.step % every == 0 and record.step > 0 and record.updated:
+                if checkpoints and record.step % every == 0 and record.step > 0 and record.updated:
                     _save_checkpoint(pending, progress.state(), frames, saved_frames)
 
             def run_drag(resume: DragState | None) -> DragResult:
@@ -193,6 +203,7 @@ class EditTask:
                     config=self.config,
                     callback=callback,
                     resume=resume,
+                    artifacts=artifacts,
                 )
 
             try:
@@ -269,6 +280,20 @@ def carry_stopped_drag(source: Pending, target: Pending) -> None:
         if frame is not None:
             target.save_checkpoint(f"{CHECKPOINT}-frame-{step}", *frame)
     target.save_checkpoint(CHECKPOINT, tensors, meta)
+
+
+def onnx_artifacts(ctx: StageContext, G: Any, drag_config: DragConfig, count: int) -> Path | None:
+    """The store's directory for the ONNX export this drag needs (``backend: onnxruntime``),
+    keyed by the generator's digest and the export parameters; None for the torch backend.
+    The first drag exports into it, later ones (other edits of the face, reruns) reuse it."""
+    if drag_config.backend != "onnxruntime":
+        return None
+    from draggan.onnx import ExportParams
+    from draggan.onnx.export import generator_digest
+
+    params = drag_config.resolve(int(G.img_resolution), int(G.num_ws))
+    spec = ExportParams.for_drag(drag_config, params, count)
+    return ctx.store.artifact_dir("onnx", {"generator": generator_digest(G), **spec.to_dict()})
 
 
 def _save_checkpoint(

@@ -7,12 +7,13 @@ Layout under the workdir::
     refs/<photo id>/<slot>.json   the key material last used for a slot (for ``status``)
     specs/<id>.json               a spec that ran here and the results it used (for ``clean``)
     generators/<digest>.json      facts about a generator checkpoint (its resolution, ...)
+    artifacts/<kind>/<key>/       reusable exports (e.g. ``onnx``), keyed by what made them
     digests.json                  file digests cached by path, size and mtime
     lock                          the run lock (``pipeline.store.lock``)
     leases/<stage>-<key>          the lease of the process computing that result
 
 Only this module knows these names: everything else asks ``Store`` (results by stage and
-key, partial results, refs, generator facts, file digests). Every file is written through
+key, partial results, refs, generator facts, artifact directories, file digests). Every file is written through
 ``draggan.atomic_write`` (temporary file, fsync, ``os.replace``, fsync of the folder).
 ``Store(root, read_only=True)`` (``status``, ``run --dry-run``) writes nothing: digests it
 computes and generator facts it learns stay in memory, a damaged result is reported but
@@ -52,18 +53,26 @@ from safetensors.torch import load_file, save_file
 from draggan.atomic_write import atomic_write, fsync_path, write_bytes_atomic
 from pipeline.errors import PipelineError
 from pipeline.folders import folder_problem
-from pipeline.store.keys import DigestCache, KeyMaterial, canonical, sha256_bytes, sha256_file
+from pipeline.store.keys import (
+    DigestCache,
+    KeyMaterial,
+    canonical,
+    canonical_json,
+    sha256_bytes,
+    sha256_file,
+)
 from pipeline.store.lease import Lease
 from pipeline.store.lock import LOCK_NAME
 
 MANIFEST = "manifest.json"
 CHECKPOINTS = "checkpoints"
 MANIFEST_FORMAT = "dragpipe-result-1"
-RESULTS, PARTIAL, REFS, GENERATORS, DIGESTS, SPECS, LEASES = (
+RESULTS, PARTIAL, REFS, GENERATORS, ARTIFACTS, DIGESTS, SPECS, LEASES = (
     "results",
     "partial",
     "refs",
     "generators",
+    "artifacts",
     "digests.json",
     "specs",
     "leases",
@@ -410,7 +419,8 @@ class Store:
         problem = folder_problem(self.root)
         if problem is not None or not self.root.is_dir():
             return problem
-        folders = [self.root / name for name in (RESULTS, PARTIAL, REFS, GENERATORS, SPECS, LEASES)]
+        names = (RESULTS, PARTIAL, REFS, GENERATORS, ARTIFACTS, SPECS, LEASES)
+        folders = [self.root / name for name in names]
         folders += [p for name in (RESULTS, REFS) for p in _subfolders(self.root / name)]
         for folder in folders:
             if folder.exists() and (problem := folder_problem(folder)) is not None:
@@ -596,6 +606,31 @@ class Store:
         path = self.root / GENERATORS / f"{digest}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, canonical(info))
+
+    # Reusable artifacts: directories keyed by what they are made from -------------------
+    def artifact_dir(self, kind: str, material: dict[str, Any]) -> Path:
+        """``artifacts/<kind>/<key>/`` (not created), ``key`` the SHA-256 of ``material``'s
+        canonical JSON plus the package version. Its producer writes, verifies and replaces
+        it (e.g. ``draggan.onnx``: manifest last, refused when stale); the store names it."""
+        from draggan.version import __version__
+
+        key = sha256_bytes(canonical_json({"material": material, "package": __version__}).encode())
+        return self.root / ARTIFACTS / kind / key
+
+    def artifacts_size(self) -> int:
+        """Bytes the reusable artifacts take (0 without any)."""
+        base = self.root / ARTIFACTS
+        return _tree_size(base) if base.is_dir() else 0
+
+    def remove_artifacts(self) -> int:
+        """Remove every reusable artifact (``clean --all``); returns the bytes freed."""
+        self._writing()
+        base = self.root / ARTIFACTS
+        if not base.is_dir():
+            return 0
+        freed = _tree_size(base)
+        shutil.rmtree(base, ignore_errors=True)
+        return freed
 
 
 def _stamp(result: Result) -> tuple:
