@@ -159,6 +159,13 @@ def test_renewal_rewrites_the_claim_and_a_lost_lease_is_reported(tmp_path):
     time.sleep(0.3)
     assert path.read_bytes() != first and read_holder(path).token == lease.token
     lease.check()
+    lease.release()
+    assert not path.exists()
+    # Lost: a lease that is not renewing at that moment (a renewal that read its own claim
+    # just before the foreign one was written would put its own back, as a holder stalled
+    # for longer than ttl may: the exception the module docstring states).
+    lease = Lease(path, ttl=600)
+    lease.acquire()
     _foreign(path, token="usurper")  # e.g. taken over while this process was suspended
     with pytest.raises(LeaseLost, match="taken over by pid 4242 on elsewhere"):
         lease.check()
