@@ -6,6 +6,7 @@ training the spec is refused before any work, naming the extra."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -82,3 +83,59 @@ def test_export_onnx_command(tmp_path, capsys):
     assert main(["export-onnx", str(weights), str(busy)]) == 2
     assert (busy / "notes.txt").read_text() == "mine"
     assert "not an earlier export" in capsys.readouterr().err
+
+
+def test_edits_of_one_face_computed_at_once_make_one_export(tmp_path, monkeypatch):
+    """Two edits of one face on two cluster workers need the same export at the same time:
+    the second waits on the export's lease and reuses it (without the lease both exported,
+    and the later one replaced the directory the other was opening)."""
+    pytest.importorskip("onnxruntime.training.api")
+    import threading
+    import time
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from draggan import DragConfig
+    from draggan.native_format import load_native
+    from draggan.onnx import export as onnx_export
+    from pipeline.stages.edit import onnx_artifacts
+    from pipeline.store import Store
+
+    weights = Path(__file__).resolve().parent / "fixtures" / "disc_generator.safetensors"
+    G = load_native(weights).eval()
+    config = DragConfig(backend="onnxruntime", feature_resolution=32, r1=3.0, r2=6.0)
+    said: list[str] = []
+    display = SimpleNamespace(info=said.append, warn=said.append)
+    ctx = SimpleNamespace(store=Store(tmp_path / "work"), run=None, display=display)
+    real, exports = onnx_export.export_artifacts, []
+
+    def exporting(*args, **kwargs):
+        exports.append(threading.current_thread().name)
+        deadline = time.monotonic() + 30  # hold the export until the other edit waits
+        while not any("waiting for" in text for text in said) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(onnx_export, "export_artifacts", exporting)
+    found: dict[str, Path | None] = {}
+
+    def edit(name: str) -> None:
+        found[name] = onnx_artifacts(ctx, G, config, 1, f"hopper {name}")  # type: ignore[arg-type]
+
+    first = threading.Thread(target=edit, args=("smile",), name="smile")
+    first.start()
+    while not exports and first.is_alive():
+        time.sleep(0.02)
+    second = threading.Thread(target=edit, args=("brow",), name="brow")
+    second.start()
+    first.join(120)
+    second.join(120)
+    assert exports == ["smile"]
+    waits = [text for text in said if "waiting for" in text]
+    assert len(waits) == 1, said
+    assert waits[0].startswith(f"hopper brow drag: waiting for pid {os.getpid()} on ")
+    assert waits[0].endswith("which is making the ONNX export it needs")
+    assert found["smile"] == found["brow"] is not None
+    assert onnx_export.read_manifest(found["smile"])["params"]["handles"] == 1
+    assert list((tmp_path / "work" / "artifacts" / "onnx").iterdir()) == [found["smile"]]
+    assert not list((tmp_path / "work" / "leases").iterdir())

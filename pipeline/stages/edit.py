@@ -170,7 +170,7 @@ class EditTask:
         )
         saved_frames = {step for step, _ in frames[1:]}  # drag frames already in checkpoints
         checkpoints = self.config.resumable
-        artifacts = onnx_artifacts(ctx, G, self.config, len(handles))
+        artifacts = onnx_artifacts(ctx, G, self.config, len(handles), label)
         with ctx.display.stage(f"{label} drag", total) as bar:
 
             def callback(progress: DragProgress) -> None:
@@ -282,18 +282,36 @@ def carry_stopped_drag(source: Pending, target: Pending) -> None:
     target.save_checkpoint(CHECKPOINT, tensors, meta)
 
 
-def onnx_artifacts(ctx: StageContext, G: Any, drag_config: DragConfig, count: int) -> Path | None:
+def onnx_artifacts(
+    ctx: StageContext, G: Any, drag_config: DragConfig, count: int, label: str
+) -> Path | None:
     """The store's directory for the ONNX export this drag needs (``backend: onnxruntime``),
-    keyed by the generator's digest and the export parameters; None for the torch backend.
-    The first drag exports into it, later ones (other edits of the face, reruns) reuse it."""
+    keyed by the generator's digest and the export parameters, exported there (once) when
+    missing or stale; None for the torch backend. The first drag exports, later ones (other
+    edits of the face, reruns) reuse it. The export is made under the directory's lease
+    (``Store.artifact_lease``): edits of one face computed at once (cluster workers) wait
+    for one export instead of each making its own and replacing the other's."""
     if drag_config.backend != "onnxruntime":
         return None
     from draggan.onnx import ExportParams
-    from draggan.onnx.export import generator_digest
+    from draggan.onnx.export import generator_digest, open_artifacts
 
     params = drag_config.resolve(int(G.img_resolution), int(G.num_ws))
     spec = ExportParams.for_drag(drag_config, params, count)
-    return ctx.store.artifact_dir("onnx", {"generator": generator_digest(G), **spec.to_dict()})
+    directory = ctx.store.artifact_dir("onnx", {"generator": generator_digest(G), **spec.to_dict()})
+    lease = ctx.store.artifact_lease(directory, run=ctx.run)
+    lease.acquire(
+        on_wait=lambda holder: ctx.display.info(
+            f"{label} drag: waiting for {holder}, which is making the ONNX export it needs"
+        )
+    )
+    try:
+        open_artifacts(
+            G, directory, spec, lr=drag_config.lr, window=params.window, report=ctx.display.warn
+        )
+    finally:
+        lease.release()
+    return directory
 
 
 def _save_checkpoint(

@@ -11,6 +11,7 @@ Layout under the workdir::
     digests.json                  file digests cached by path, size and mtime
     lock                          the run lock (``pipeline.store.lock``)
     leases/<stage>-<key>          the lease of the process computing that result
+    leases/artifact-<kind>-<key>  the lease of the process writing that artifact directory
 
 Only this module knows these names: everything else asks ``Store`` (results by stage and
 key, partial results, refs, generator facts, artifact directories, file digests). Every file is written through
@@ -616,6 +617,19 @@ class Store:
 
         key = sha256_bytes(canonical_json({"material": material, "package": __version__}).encode())
         return self.root / ARTIFACTS / kind / key
+
+    def artifact_lease(self, directory: Path, run: str | None = None) -> Lease:
+        """The lease (not yet acquired) whoever writes the artifact ``directory`` (from
+        ``artifact_dir``) holds meanwhile: jobs that need one export at the same time (two
+        edits of a face on two cluster workers) make it once and never replace it under
+        each other."""
+        self._writing()
+        kind, key = directory.parent.name, directory.name
+        return Lease(
+            self.root / LEASES / f"artifact-{kind}-{key}",
+            run=run,
+            what=f"the {kind} export {key}",
+        )
 
     def artifacts_size(self) -> int:
         """Bytes the reusable artifacts take (0 without any)."""
