@@ -333,6 +333,25 @@ def test_a_driver_in_another_process_joins_the_cluster_by_its_address(project, c
     assert done.stdout.count(" cached ") == results and " computed " not in done.stdout
 
 
+def test_without_an_address_the_run_starts_a_local_cluster_of_its_own(project, killed):
+    """``--executor ray`` alone (no --address, no $RAY_ADDRESS): a new local cluster for the
+    run, stopped with it (the process ends: nothing of Ray's holds its output open)."""
+    run, _ = killed
+    args = ["-m", "pipeline", "run", str(project), "--workdir", str(run.work), "--out"]
+    args += [str(run.out), "--keep-going", "--executor", "ray"]
+    env = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    done = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 1, done.stderr[-3000:]  # the photo without a face
+    assert "starting a local Ray cluster" in done.stderr
+    assert re.search(r"Ray cluster: 1 node\(s\), [1-9]\d* CPUs, 0 GPUs", done.stderr)
+    assert "photo blank failed: no face found" in done.stdout
+    results = sum(row.status != "failed" for row in run.report.rows)
+    assert done.stdout.count(" cached ") == results and " computed " not in done.stdout
+    assert run_holder(run.work) is None
+
+
 def test_without_keep_going_a_failing_photo_stops_the_cluster_run(project, cluster, killed, capsys):
     run, _ = killed
     args = ["run", str(project), "--workdir", str(run.work), "--out", str(run.out)]
