@@ -43,10 +43,10 @@ def _face(result: Result, faces: Sequence[FaceRecord]) -> FaceRecord | None:
 
 
 def _pixels(values: Sequence[float], scale: float | None) -> str:
-    """'1.6 0.8 aligned px = 12 6 photo px'."""
-    text = " ".join(f"{v:.1f}" for v in values) + " aligned px"
+    """'1.6, 0.8 aligned px = 12, 6 photo px' (one value per handle)."""
+    text = ", ".join(f"{v:.1f}" for v in values) + " aligned px"
     if scale:
-        text += " = " + " ".join(f"{v * scale:.0f}" for v in values) + " photo px"
+        text += " = " + ", ".join(f"{v * scale:.0f}" for v in values) + " photo px"
     return text
 
 

@@ -109,3 +109,12 @@ def test_run_lists_its_files_and_an_edit_with_nothing_to_do_says_so(pipeline_run
     assert "  hopper/smile.jpg" in listing and "  hopper/still_trajectory.gif" in listing
     assert main(["-q", "run", str(spec), "--workdir", str(work), "--out", str(out)]) == 0
     assert "  hopper/smile.jpg  (unchanged)" in capsys.readouterr().out.splitlines()
+
+
+def test_edit_metrics_separate_each_handles_distance():
+    from pipeline.summary import edit_metrics
+
+    metrics = {"final_distance": [1.04, 0.83], "stop_distance": 2, "steps": 57, "converged": True}
+    text = edit_metrics(metrics, scale=2.5)
+    assert text.startswith("distance to target 1.0, 0.8 aligned px = 3, 2 photo px")
+    assert "57 steps" in text and "not converged" not in text
