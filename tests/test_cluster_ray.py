@@ -38,7 +38,7 @@ from pipeline.cli import main
 from pipeline.progress import Display
 from pipeline.runner import RunOptions, RunReport, run_spec
 from pipeline.spec import load_spec
-from pipeline.store import Store, run_holder
+from pipeline.store import RunLock, Store, run_holder
 from pipeline.store.lease import process_alive, read_holder
 
 try:
@@ -349,6 +349,33 @@ def test_without_an_address_the_run_starts_a_local_cluster_of_its_own(project, k
     assert "photo blank failed: no face found" in done.stdout
     results = sum(row.status != "failed" for row in run.report.rows)
     assert done.stdout.count(" cached ") == results and " computed " not in done.stdout
+    assert run_holder(run.work) is None
+
+
+def test_a_cluster_driver_on_a_workdir_another_run_holds_is_refused_or_waits(
+    project, cluster, killed, capsys
+):
+    """Two drivers on one spec: the second cluster run fails at once with --no-wait (exit
+    1, saying who holds the workdir), and otherwise waits for the lock, then runs."""
+    run, _ = killed
+    args = ["run", str(project), "--workdir", str(run.work), "--out", str(run.out)]
+    args += ["--keep-going", "--executor", "ray"]
+    lock = RunLock(run.work)
+    lock.acquire()
+    try:
+        assert main([*args, "--no-wait"]) == 1
+        err = capsys.readouterr().err
+        assert f"is in use by pid {os.getpid()} on " in err and "--workdir" in err
+        waited: list[int] = []
+        second = threading.Thread(target=lambda: waited.append(main(args)))
+        second.start()
+        time.sleep(2.0)
+        assert second.is_alive()  # waiting for the lock, nothing computed meanwhile
+    finally:
+        lock.release()
+    second.join(300)
+    assert waited == [1]  # then it ran: the photo without a face fails again
+    assert "waiting for the workdir lock held by pid" in capsys.readouterr().err
     assert run_holder(run.work) is None
 
 
