@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from draggan.autotune import Autotuner
 from draggan.checks import GeneratorInputError, check_choice, check_shape
 from draggan.config import ARCHITECTURES
 from draggan.layers import NOISE_MODES, Conv2dLayer, SynthesisLayer, ToRGBLayer
@@ -26,7 +27,8 @@ class RunOptions:
     noise_mode: str = "const"  # 'const' | 'random' | 'none'
     fused_modconv: bool | None = None  # None: NVIDIA's choice (fused in eval mode)
     force_fp32: bool = False  # ignore num_fp16_res (only matters on CUDA)
-    impl: str = "fast"  # 'fast' (channels_last, folded gains) | 'ref' (NVIDIA's op order)
+    impl: str = "fast"  # 'fast' (tuned layer candidates, folded gains) | 'ref' (NVIDIA's op order)
+    tuner: Autotuner | None = None  # 'fast': picks each layer's candidate; None: defaults
 
 
 DEFAULT_OPTIONS = RunOptions()
@@ -94,20 +96,20 @@ class SynthesisBlock(torch.nn.Module):
             return torch.float16
         return torch.float32
 
-    def resolve_fused(self, opts: RunOptions, dtype: torch.dtype, batch: int) -> bool:
+    def resolve_fused(self, opts: RunOptions, dtype: torch.dtype, batch: int) -> bool | None:
         """Fused (grouped) or unfused modulation when ``opts.fused_modconv`` is None.
 
-        'ref': NVIDIA's rule (fused in eval mode, unfused in training mode). 'fast': fused
-        whenever NVIDIA would allow it, in either mode. The unfused form's backward is
-        cheaper (no convolution weight gradient) but its gradient with respect to ws loses
-        precision (about 1e-3 relative to float64, against 1e-6 fused), because the
-        demodulation terms then cancel between two separately rounded sums.
+        'ref': NVIDIA's rule (fused in eval mode, unfused in training mode). 'fast': None,
+        the tuner measures both (fused needs a convolution weight gradient whenever the
+        styles need gradients, unfused does not; unfused scales activations instead of the
+        weights), except where NVIDIA never fuses (float16 with a batch > 1).
         """
         if opts.fused_modconv is not None:
             return opts.fused_modconv
+        allowed = dtype == torch.float32 or batch == 1
         if opts.impl == "fast":
-            return dtype == torch.float32 or batch == 1
-        return (not self.training) and (dtype == torch.float32 or batch == 1)
+            return None if allowed else False
+        return (not self.training) and allowed
 
     def features(
         self,
@@ -118,19 +120,26 @@ class SynthesisBlock(torch.nn.Module):
         """The block's feature map ``x`` (no ToRGB)."""
         dtype = self.block_dtype(ws.device, opts.force_fp32)
         fused = self.resolve_fused(opts, dtype, ws.shape[0])
-        memory_format = torch.channels_last if opts.impl == "fast" else torch.contiguous_format
-        kw = dict(noise_mode=opts.noise_mode, fused_modconv=fused, fold_gain=opts.impl == "fast")
+        if opts.impl == "fast":
+
+            def conv(layer: SynthesisLayer, x: torch.Tensor, w: torch.Tensor, gain: float = 1):
+                return layer.forward_fast(x, w, opts.noise_mode, gain, fused, opts.tuner)
+        else:
+
+            def conv(layer: SynthesisLayer, x: torch.Tensor, w: torch.Tensor, gain: float = 1):
+                return layer(x, w, opts.noise_mode, fused, gain)
+
         if self.in_channels == 0:
             x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
-            return self.conv1(x.contiguous(memory_format=memory_format), ws[:, 0], **kw)
-        x = x.to(dtype=dtype).contiguous(memory_format=memory_format)
+            return conv(self.conv1, x, ws[:, 0])
+        x = x.to(dtype=dtype)
         if self.architecture == "resnet":
             y = self.skip(x, gain=math.sqrt(0.5))
-            x = self.conv0(x, ws[:, 0], **kw)
-            x = self.conv1(x, ws[:, 1], gain=math.sqrt(0.5), **kw)
+            x = conv(self.conv0, x, ws[:, 0])
+            x = conv(self.conv1, x, ws[:, 1], gain=math.sqrt(0.5))
             return y + x
-        x = self.conv0(x, ws[:, 0], **kw)
-        return self.conv1(x, ws[:, 1], **kw)
+        x = conv(self.conv0, x, ws[:, 0])
+        return conv(self.conv1, x, ws[:, 1])
 
     def forward(
         self,
@@ -145,7 +154,10 @@ class SynthesisBlock(torch.nn.Module):
         if self.num_torgb:
             fused = self.resolve_fused(opts, x.dtype, ws.shape[0])
             y = self.torgb(
-                x, ws[:, self.num_conv], fused_modconv=fused, as_matmul=opts.impl == "fast"
+                x,
+                ws[:, self.num_conv],
+                fused_modconv=fused is not False,
+                as_matmul=opts.impl == "fast",
             )
             y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
             img = img + y if img is not None else y
@@ -167,8 +179,12 @@ class SynthesisNetwork(torch.nn.Module):
         resample_filter: Sequence[int] = (1, 3, 3, 1),
         conv_clamp: float | None = None,
         use_noise: bool = True,
+        autotuner: Autotuner | None = None,  # None: Autotuner.from_environment()
     ) -> None:
         super().__init__()
+        # Chooses each layer's implementation for impl='fast' (measured once per shape and
+        # machine, cached on disk; see draggan/autotune.py). Replaceable attribute.
+        self.autotuner = autotuner if autotuner is not None else Autotuner.from_environment()
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_resolution_log2 = int(math.log2(img_resolution))
@@ -213,13 +229,13 @@ class SynthesisNetwork(torch.nn.Module):
         noise_mode: str = "const",  # 'const' | 'random' | 'none'
         return_features: bool = False,
         *,
-        fused_modconv: bool | None = None,  # None: fused in eval mode, unfused in train mode
+        fused_modconv: bool | None = None,  # None: 'ref' NVIDIA's rule, 'fast' the tuner's
         force_fp32: bool = False,  # ignore num_fp16_res (only matters on CUDA)
         impl: str = "fast",  # 'fast' | 'ref' (NVIDIA's exact op order; slower)
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Image [N, img_channels, R, R] (about [-1, 1]); with ``return_features`` also the
         list of every block's output ``x`` ([N, C_res, res, res] float32), b4 first."""
-        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl)
+        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl, self.autotuner)
         ws = self._check(ws, opts)
         x = img = None
         features = []
@@ -245,7 +261,7 @@ class SynthesisNetwork(torch.nn.Module):
             raise GeneratorInputError(
                 f"resolution must be one of {self.block_resolutions}, got {resolution}"
             )
-        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl)
+        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl, self.autotuner)
         ws = self._check(ws, opts)
         x = None
         for block in self.blocks():

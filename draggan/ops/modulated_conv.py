@@ -27,7 +27,7 @@ def modulated_conv2d(
     flip_weight: bool = True,  # True: correlation (F.conv2d), False: convolution
     fused_modconv: bool = True,
     out_gain: float = 1,  # multiply the result (noise included); folded into the weights
-    factored: bool = False,  # fused + demodulated only: cheaper weight-sized arithmetic
+    factored: bool = False,  # demodulated only: cheaper weight-sized arithmetic (fast path)
 ) -> torch.Tensor:  # [N, C_out, H_out, W_out]
     """Modulate ``weight`` by ``styles``, demodulate by ``rsqrt(sum w^2 + 1e-8)``, convolve,
     add ``noise``; ``out_gain`` scales the result at the cost of a few weight-sized ops."""
@@ -51,17 +51,21 @@ def modulated_conv2d(
         )
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
-    w = None
-    dcoefs = None
-    if factored and demodulate and fused_modconv:
+    if factored and demodulate:
         # sum_ik (W_oik s_i)^2 = sum_i s_i^2 sum_k W_oik^2: the demodulation from per-(o, i)
-        # weight energies, then ONE weight-sized product W * (s_i d_o g) instead of four.
+        # weight energies; fused: ONE weight-sized product W * (s_i d_o g) instead of four.
         energy = weight.square().sum(dim=[2, 3])  # [C_out, C_in]
         dcoefs = (styles.square() @ energy.t() + 1e-8).rsqrt() * out_gain  # [N, C_out]
+        noise = noise * out_gain if noise is not None and out_gain != 1 else noise
+        if not fused_modconv:
+            return _unfused(
+                x, weight, styles, dcoefs, noise, resample_filter, up, down, padding, flip_weight
+            )
         scale = styles.reshape(N, 1, -1) * dcoefs.reshape(N, -1, 1)  # [N, C_out, C_in]
         w = weight.unsqueeze(0) * scale.reshape(N, out_channels, in_channels, 1, 1)
-        noise = noise * out_gain if noise is not None and out_gain != 1 else noise
         return _fused(x, w, noise, N, resample_filter, up, down, padding, flip_weight)
+    w = None
+    dcoefs = None
     if demodulate or fused_modconv:
         w = weight.unsqueeze(0) * styles.reshape(N, 1, -1, 1, 1)  # [N, C_out, C_in, kh, kw]
     if demodulate:
@@ -77,15 +81,8 @@ def modulated_conv2d(
         w = w * dcoefs.reshape(N, -1, 1, 1, 1)
 
     if not fused_modconv:
-        x = x * styles.to(x.dtype).reshape(N, -1, 1, 1)
-        x = conv2d_resample(
-            x,
-            weight.to(x.dtype),
-            f=resample_filter,
-            up=up,
-            down=down,
-            padding=padding,
-            flip_weight=flip_weight,
+        x = _modulated_shared_conv(
+            x, weight, styles, resample_filter, up, down, padding, flip_weight
         )
         if demodulate and noise is not None:
             return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(N, -1, 1, 1))
@@ -130,3 +127,47 @@ def _fused(
     if noise is not None:
         x = x.add_(noise)  # x is the convolution's fresh output
     return x
+
+
+def _unfused(
+    x: torch.Tensor,  # [N, C_in, H, W]
+    weight: torch.Tensor,  # [C_out, C_in, kh, kw] shared by the batch
+    styles: torch.Tensor,  # [N, C_in]
+    dcoefs: torch.Tensor,  # [N, C_out] demodulation (times the output gain)
+    noise: torch.Tensor | None,  # already times the output gain
+    resample_filter: torch.Tensor | None,
+    up: int,
+    down: int,
+    padding: Padding,
+    flip_weight: bool,
+) -> torch.Tensor:  # [N, C_out, H_out, W_out]
+    """Scale the activations, convolve with the shared weight, scale the result: when only
+    the styles need gradients the convolution needs no weight gradient."""
+    x = _modulated_shared_conv(x, weight, styles, resample_filter, up, down, padding, flip_weight)
+    x = x * dcoefs.to(x.dtype).reshape(x.shape[0], -1, 1, 1)
+    if noise is not None:
+        x = x.add_(noise.to(x.dtype))  # x is a fresh product nobody saved
+    return x
+
+
+def _modulated_shared_conv(
+    x: torch.Tensor,  # [N, C_in, H, W]
+    weight: torch.Tensor,  # [C_out, C_in, kh, kw]
+    styles: torch.Tensor,  # [N, C_in]
+    resample_filter: torch.Tensor | None,
+    up: int,
+    down: int,
+    padding: Padding,
+    flip_weight: bool,
+) -> torch.Tensor:  # [N, C_out, H_out, W_out]
+    """``conv(x * styles, weight)``: the unfused modulation before demodulation and noise."""
+    x = x * styles.to(x.dtype).reshape(x.shape[0], -1, 1, 1)
+    return conv2d_resample(
+        x,
+        weight.to(x.dtype),
+        f=resample_filter,
+        up=up,
+        down=down,
+        padding=padding,
+        flip_weight=flip_weight,
+    )
