@@ -57,6 +57,15 @@ class FullyConnectedLayer(torch.nn.Module):
         x = x.matmul(w.t())
         return bias_act(x, b, act=self.activation)
 
+    def forward_linear(self, x: torch.Tensor) -> torch.Tensor:  # [N, in] -> [N, out]
+        """The linear layer with its gains applied to the product instead of the weight
+        (fast path: no weight-sized multiplication; rounding differs from ``forward``)."""
+        if self.activation != "linear" or self.bias is None:
+            return self(x)
+        b = self.bias.to(x.dtype)
+        b = b * self.bias_gain if self.bias_gain != 1 else b
+        return torch.addmm(b.unsqueeze(0), x, self.weight.to(x.dtype).t(), alpha=self.weight_gain)
+
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, activation={self.activation}"
 
@@ -153,7 +162,7 @@ class SynthesisLayer(torch.nn.Module):
         gain: float = 1,
         fold_gain: bool = False,  # fast path: gain folded into the conv, factored modulation
     ) -> torch.Tensor:  # [N, C_out, res, res]
-        styles = self.affine(w)  # [N, C_in]
+        styles = self.affine.forward_linear(w) if fold_gain else self.affine(w)  # [N, C_in]
         act_gain = self.act_gain * gain
         noise = None
         if self.use_noise and noise_mode == "random":
@@ -175,11 +184,12 @@ class SynthesisLayer(torch.nn.Module):
             fused_modconv=fused_modconv,
             out_gain=act_gain if fold_gain else 1,
             factored=fold_gain,
+            # act(z) * g == act(z * g): every ACTIVATIONS entry is positively homogeneous
+            bias=self.bias * act_gain if fold_gain else None,
         )
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        if fold_gain:  # act(z) * g == act(z * g): every ACTIVATIONS entry is positively homogeneous
-            bias = self.bias.to(x.dtype) * act_gain
-            return bias_act(x, bias, act=self.activation, gain=1, clamp=act_clamp, inplace=True)
+        if fold_gain:  # the bias came with the convolution
+            return bias_act(x, None, act=self.activation, gain=1, clamp=act_clamp, inplace=True)
         return bias_act(
             x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp
         )
@@ -300,8 +310,8 @@ class ToRGBLayer(torch.nn.Module):
     ) -> torch.Tensor:  # x [N, C_in, H, W], w [N, w_dim] -> [N, img_channels, H, W]
         """``as_matmul``: the 1x1 modulated conv as one batched matrix product over pixels
         (a GEMM instead of CPU's slow path for convolutions with 3 output channels)."""
-        styles = self.affine(w) * self.weight_gain
         if as_matmul and self.weight.shape[2:] == (1, 1):
+            styles = self.affine.forward_linear(w) * self.weight_gain
             N, C, H, W = x.shape
             wm = (self.weight[:, :, 0, 0].unsqueeze(0) * styles.unsqueeze(1)).to(
                 x.dtype
@@ -313,6 +323,7 @@ class ToRGBLayer(torch.nn.Module):
             else:
                 y = torch.bmm(wm, x.reshape(N, C, H * W)).reshape(N, -1, H, W)
             return bias_act(y, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
