@@ -56,9 +56,7 @@ class ForeignLoad:
         return f"foreign load {self.cores:.2f} cores"
 
 
-def interleaved(
-    calls: Mapping[str, Callable[[], object]], repeats: int
-) -> dict[str, list[float]]:
+def interleaved(calls: Mapping[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
     """Seconds of ``repeats`` runs of each call, alternating the calls in every round so
     that a loaded machine slows them alike (each call is run once first, untimed)."""
     for call in calls.values():

@@ -40,10 +40,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import importlib
 import importlib.util
-import statistics
 import sys
 import tempfile
 import time
@@ -53,9 +51,8 @@ from pathlib import Path
 
 import _benchpath  # noqa: F401  (bench/ off sys.path: see _benchpath.py)
 import torch
-import torch.nn.functional as F
 
-from draggan import DragConfig, Generator, GeneratorConfig, drag
+from draggan import Generator, GeneratorConfig
 from draggan.autotune import Autotuner
 
 measure = _benchpath.sibling("_measure")
@@ -267,15 +264,25 @@ def generator_section(args, ada, resolution: int, tuner: Autotuner, results: dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stylegan2-ada", type=Path, required=True, help="NVlabs/stylegan2-ada-pytorch checkout")
+    parser.add_argument(
+        "--stylegan2-ada", type=Path, required=True, help="NVlabs/stylegan2-ada-pytorch checkout"
+    )
     parser.add_argument("--draggan", type=Path, required=True, help="XingangPan/DragGAN checkout")
     parser.add_argument("--quick", action="store_true", help="256 px, 2 repeats, short drags")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--sections", nargs="+", default=["generator", "drag", "memory"],
-                        choices=["generator", "drag", "memory"])
-    parser.add_argument("--autotune-cache", type=Path, default=None,
-                        help="reuse this autotune cache file (default: a fresh temporary one)")
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        default=["generator", "drag", "memory"],
+        choices=["generator", "drag", "memory"],
+    )
+    parser.add_argument(
+        "--autotune-cache",
+        type=Path,
+        default=None,
+        help="reuse this autotune cache file (default: a fresh temporary one)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.repeats = 2

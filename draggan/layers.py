@@ -161,17 +161,22 @@ class SynthesisLayer(torch.nn.Module):
         fused_modconv: bool = True,
         gain: float = 1,
         fold_gain: bool = False,  # fast path: gain folded into the conv, factored modulation
-    ) -> torch.Tensor:  # [N, C_out, res, res]
+        window: tuple[int, int] | None = None,  # x is a window of the input: output's (top, left)
+    ) -> torch.Tensor:  # [N, C_out, res, res] (a window: [N, C_out, h * up, w * up])
         styles = self.affine.forward_linear(w) if fold_gain else self.affine(w)  # [N, C_in]
         act_gain = self.act_gain * gain
         noise = None
+        height, width = x.shape[2] * self.up, x.shape[3] * self.up
         if self.use_noise and noise_mode == "random":
             noise = (
-                torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
-                * self.noise_strength
+                torch.randn([x.shape[0], 1, height, width], device=x.device) * self.noise_strength
             )
         if self.use_noise and noise_mode == "const":
-            noise = self.noise_const * self.noise_strength
+            noise = self.noise_const
+            if window is not None:  # the constant noise of the output window
+                top, left = window
+                noise = noise[top : top + height, left : left + width]
+            noise = noise * self.noise_strength
         x = modulated_conv2d(
             x,
             self.weight,
@@ -228,6 +233,24 @@ class SynthesisLayer(torch.nn.Module):
         fused, memory_format = _parse_candidate(choice)
         x = x.contiguous(memory_format=memory_format)
         return self(x, w, noise_mode, fused, gain, fold_gain=True)
+
+    def forward_window(
+        self,
+        x: torch.Tensor,  # [N, C_in, h, w]: a window of this layer's input
+        w: torch.Tensor,  # [N, w_dim]
+        noise_mode: str,
+        gain: float,
+        fused_modconv: bool | None,
+        window: tuple[int, int],  # (top, left) of the output window in the output map
+    ) -> torch.Tensor:  # [N, C_out, h * up, w * up]
+        """The fast arithmetic on a window of the map (``SynthesisNetwork.features_in``).
+        Window shapes vary from call to call, so the candidate is fixed instead of tuned:
+        contiguous activations, unfused when the styles need gradients (no weight-gradient
+        convolution), else fused (or as ``fused_modconv`` says)."""
+        if fused_modconv is None:
+            fused_modconv = not self._grads_needed(x, w)[1]
+        x = x.contiguous()
+        return self(x, w, noise_mode, fused_modconv, gain, fold_gain=True, window=window)
 
     def _grads_needed(self, x: torch.Tensor, w: torch.Tensor) -> tuple[bool, bool, bool]:
         """(x, styles, conv weight) need gradients in this call."""

@@ -34,6 +34,48 @@ class RunOptions:
 DEFAULT_OPTIONS = RunOptions()
 IMPLS = ("fast", "ref")
 
+Box = tuple[int, int, int, int]  # (top, left, bottom, right) pixels of a map, half-open
+
+
+@dataclass(frozen=True)
+class BlockWindow:
+    """What one block computes for a window of its output: ``out`` (its output pixels),
+    ``mid`` (conv0's output pixels that conv1 reads, in the block's resolution) and
+    ``source`` (the input pixels conv0 reads, at half the resolution)."""
+
+    out: Box
+    mid: Box
+    source: Box
+
+
+def _grow(box: Box, margin: int, size: int) -> Box:
+    top, left, bottom, right = box
+    return (
+        max(top - margin, 0),
+        max(left - margin, 0),
+        min(bottom + margin, size),
+        min(right + margin, size),
+    )
+
+
+def block_window(out: Box, resolution: int) -> BlockWindow:
+    """The windows a block needs: conv1 (3x3) reads 1 pixel around each output pixel; the
+    x2 up-sampling conv0 (stride-2 transposed 3x3 conv, then the 4-tap FIR filter with
+    padding 1) reads input pixels ceil((j - 3) / 2) ... floor((j + 2) / 2) for output pixel
+    j: 1 input pixel of margin around the halved window. Windows are clipped to the maps
+    (outside, the convolutions read zeros in the full computation too), and a window of
+    conv0's output starting at row 2 t is computed from input rows t, t + 1, ... exactly."""
+    mid = _grow(out, 1, resolution)
+    top, left, bottom, right = mid
+    half = (top // 2, left // 2, -(-bottom // 2), -(-right // 2))
+    return BlockWindow(out, mid, _grow(half, 1, resolution // 2))
+
+
+def _crop(x: torch.Tensor, box: Box, origin: tuple[int, int]) -> torch.Tensor:
+    """The pixels ``box`` of a map whose window ``x`` starts at ``origin`` (top, left)."""
+    top, left, bottom, right = box
+    return x[:, :, top - origin[0] : bottom - origin[0], left - origin[1] : right - origin[1]]
+
 
 class SynthesisBlock(torch.nn.Module):
     """One resolution: [const | conv0 (up x2)], conv1, optional ToRGB and resnet skip."""
@@ -140,6 +182,27 @@ class SynthesisBlock(torch.nn.Module):
             return y + x
         x = conv(self.conv0, x, ws[:, 0])
         return conv(self.conv1, x, ws[:, 1])
+
+    def features_window(
+        self,
+        x: torch.Tensor,  # [N, C_in, ...]: the input map restricted to window.source
+        ws: torch.Tensor,  # [N, >= num_conv, w_dim]
+        window: BlockWindow,
+        opts: RunOptions,
+    ) -> torch.Tensor:  # [N, C_out, window.out height, window.out width]
+        """The block's output on ``window.out`` from its input on ``window.source``
+        ('skip' and 'orig' architectures; the same values as the full map's, up to rounding)."""
+        dtype = self.block_dtype(ws.device, opts.force_fp32)
+        fused = self.resolve_fused(opts, dtype, ws.shape[0])
+        top, left, _, _ = window.source
+        x = self.conv0.forward_window(
+            x.to(dtype), ws[:, 0], opts.noise_mode, 1, fused, (2 * top, 2 * left)
+        )
+        x = _crop(x, window.mid, (2 * top, 2 * left))
+        x = self.conv1.forward_window(
+            x, ws[:, 1], opts.noise_mode, 1, fused, (window.mid[0], window.mid[1])
+        )
+        return _crop(x, window.out, (window.mid[0], window.mid[1]))
 
     def forward(
         self,
@@ -270,3 +333,90 @@ class SynthesisNetwork(torch.nn.Module):
             if block.resolution == resolution:
                 break
         return x.to(torch.float32).contiguous()
+
+    def features_in(
+        self,
+        ws: torch.Tensor,  # [N, num_ws, w_dim]
+        resolution: int,  # one of block_resolutions, e.g. 128
+        boxes: Sequence[Box],  # windows of the b{resolution} map: (top, left, bottom, right)
+        noise_mode: str = "const",
+        *,
+        fused_modconv: bool | None = None,
+        force_fp32: bool = False,
+        impl: str = "fast",
+    ) -> list[torch.Tensor]:  # per box [N, C_res, bottom - top, right - left] float32
+        """The output of block ``b{resolution}`` on the given windows only: each block
+        above the highest resolution some window needs in full computes just the pixels its
+        windows depend on (a few pixels of margin per block; see ``block_window``), the
+        blocks below run in full once. Equal to ``features_at`` cropped, up to rounding
+        (different convolution shapes); cheap when the windows are small. The 'resnet'
+        architecture (its skip path) is computed in full and cropped."""
+        if resolution not in self.block_resolutions:
+            raise GeneratorInputError(
+                f"resolution must be one of {self.block_resolutions}, got {resolution}"
+            )
+        for box in boxes:
+            top, left, bottom, right = box
+            if not (0 <= top < bottom <= resolution and 0 <= left < right <= resolution):
+                raise GeneratorInputError(
+                    f"window {tuple(box)} is not a non-empty part of the {resolution} x "
+                    f"{resolution} map (top, left, bottom, right)"
+                )
+        if self.b4.architecture == "resnet":
+            full = self.features_at(
+                ws,
+                resolution,
+                noise_mode,
+                fused_modconv=fused_modconv,
+                force_fp32=force_fp32,
+                impl=impl,
+            )
+            return [_crop(full, box, (0, 0)).contiguous() for box in boxes]
+        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl, self.autotuner)
+        ws = self._check(ws, opts)
+        chains = [self._windows(resolution, tuple(box)) for box in boxes]
+        full_res = max(self._whole_from(chain, resolution) for chain in chains)
+        x = None
+        for block in self.blocks():
+            if block.resolution > full_res:
+                break
+            i = self.w_index[block.resolution]
+            x = block.features(x, ws[:, i : i + block.num_conv], opts)
+        out = []
+        for box, chain in zip(boxes, chains, strict=True):
+            if full_res == resolution:
+                out.append(_crop(x, tuple(box), (0, 0)).to(torch.float32).contiguous())
+                continue
+            y = _crop(x, chain[2 * full_res].source, (0, 0))
+            res = 2 * full_res
+            while res <= resolution:
+                block = getattr(self, f"b{res}")
+                i = self.w_index[res]
+                y = block.features_window(y, ws[:, i : i + block.num_conv], chain[res], opts)
+                res *= 2
+            out.append(y.to(torch.float32).contiguous())
+        return out
+
+    def _windows(self, resolution: int, box: Box) -> dict[int, BlockWindow]:
+        """The window of every block from ``b{resolution}`` down to b8 for one output box."""
+        chain = {}
+        res = resolution
+        while res > 4:
+            chain[res] = block_window(box, res)
+            box = chain[res].source
+            res //= 2
+        return chain
+
+    @staticmethod
+    def _whole_from(chain: dict[int, BlockWindow], resolution: int) -> int:
+        """The highest resolution (>= 4) at which the chain needs the whole map."""
+        if resolution in chain and _is_whole(chain[resolution].out, resolution):
+            return resolution
+        res = resolution
+        while res > 4 and not _is_whole(chain[res].source, res // 2):
+            res //= 2
+        return max(res // 2, 4)
+
+
+def _is_whole(box: Box, size: int) -> bool:
+    return tuple(box) == (0, 0, size, size)

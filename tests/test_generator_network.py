@@ -231,3 +231,27 @@ def test_pinned_outputs():
 PINNED_WS = [0.03367816, 0.11937661, -0.43763483, 0.16663207]
 PINNED_IMG = [-0.44274354, 1.53679729, 0.32126379]
 PINNED_MEAN = -0.32072601
+
+
+@pytest.mark.parametrize("arch", ["skip", "orig", "resnet"])
+def test_features_in_windows_equal_the_full_map(arch):
+    """Windows (inside, at borders, the whole map) computed from the blocks' own windows:
+    the full map's values and the same ws gradients, up to rounding."""
+    G = make(architecture=arch, img_resolution=64, conv_clamp=None)
+    ws = ws_for(G, n=2)
+    boxes = [(3, 5, 9, 12), (0, 0, 4, 4), (28, 20, 32, 32), (0, 0, 32, 32)]
+    w_full, w_part = ws.clone().requires_grad_(), ws.clone().requires_grad_()
+    full = G.synthesis.features_at(w_full, 32)
+    parts = G.synthesis.features_in(w_part, 32, boxes)
+    weights = [
+        torch.randn(p.shape, generator=torch.Generator().manual_seed(i))
+        for i, p in enumerate(parts)
+    ]
+    crops = [full[:, :, top:bottom, left:right] for top, left, bottom, right in boxes]
+    sum((c * q).sum() for c, q in zip(crops, weights, strict=True)).backward()
+    sum((p * q).sum() for p, q in zip(parts, weights, strict=True)).backward()
+    for crop, part in zip(crops, parts, strict=True):
+        torch.testing.assert_close(part, crop.detach(), rtol=0, atol=1e-5)
+    assert (w_part.grad - w_full.grad).abs().max() <= 1e-5 * w_full.grad.abs().max()
+    with pytest.raises(DragganError, match="not a non-empty part"):
+        G.synthesis.features_in(ws, 32, [(4, 4, 4, 9)])
