@@ -7,6 +7,7 @@ Imported by the scripts through ``_benchpath.sibling('_measure')``.
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -39,17 +40,24 @@ def _busy_ticks() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def _own_cpu() -> float:
+    """CPU seconds of this process and of its waited-for children."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 class ForeignLoad:
-    """Average number of cores other processes kept busy while the block ran."""
+    """Average number of cores other processes (not ours, nor our children) kept busy
+    while the block ran."""
 
     def __enter__(self) -> ForeignLoad:
-        self.start = (time.perf_counter(), _busy_ticks(), time.process_time())
+        self.start = (time.perf_counter(), _busy_ticks(), _own_cpu())
         return self
 
     def __exit__(self, *exc: object) -> None:
         wall = time.perf_counter() - self.start[0]
         busy = _busy_ticks() - self.start[1]
-        own = time.process_time() - self.start[2]
+        own = _own_cpu() - self.start[2]
         self.cores = max(busy - own, 0.0) / wall if wall > 0 else 0.0
 
     def __str__(self) -> str:

@@ -21,28 +21,16 @@ import argparse
 import statistics
 import time
 
-import _benchpath  # noqa: F401  (bench/ off sys.path: see _benchpath.py)
+import _benchpath  # bench/ off sys.path: see _benchpath.py
 import torch
 
 from draggan import DragConfig, Generator, GeneratorConfig, drag
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024.0  # kB
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def drag_memory_mb(G: Generator, ws: torch.Tensor, mode: str) -> tuple[float, float]:
     """(peak resident MB during a 2-step drag, resident MB before it). Linux: the peak
     (VmHWM) is reset through /proc/self/clear_refs first, so each mode is measured alone."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = _status_mb("VmRSS")
-    step_times(G, ws, mode, 2)
-    return _status_mb("VmHWM"), before
+    return _benchpath.sibling("_measure").peak_rss_mb(lambda: step_times(G, ws, mode, 2))
 
 
 def build(resolution: int) -> tuple[Generator, torch.Tensor]:

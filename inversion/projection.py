@@ -122,9 +122,10 @@ def project(
         scale = latent_noise_scale(config, step, w_std)
         torch.randn(w_noise.shape, generator=rng, device=device, out=w_noise)
         ws = (w_opt + w_noise * scale).repeat(1, G.num_ws // w_opt.shape[1], 1)
-        # Unfused modulation: the same maths as NVIDIA's fused path (their eval default), but
-        # with frozen weights no weight-gradient convolution is needed: ~25% faster on CPU.
-        image = G.synthesis(ws, noise_mode="const", fused_modconv=False)  # [1, 3, R, R]
+        # Each layer's implementation is the generator's autotuner's (fused or unfused
+        # modulation: the same maths; with frozen weights unfused needs no weight-gradient
+        # convolution, which the measurement usually rewards).
+        image = G.synthesis(ws, noise_mode="const")  # [1, 3, R, R]
         dist = perceptual.distance(
             target_feats, perceptual.features(resize_for_loss(image, config.lpips_size))
         ).sum()
