@@ -57,6 +57,8 @@ OPS: dict[str, tuple[str, ...]] = {
 }
 
 Measure = Callable[[str], Callable[[], object]]  # candidate name -> one timed call
+LONG_RUN = 0.05  # s: a first run this long counts as a measurement
+KEEP = 1.5  # candidates slower than this times the best are not run again
 
 
 class AutotuneError(DragganError):
@@ -147,8 +149,9 @@ class Autotuner:
     folder, see ``default_cache_path``); ``persist=False`` keeps them in memory only.
     ``override``: ``'off'`` (defaults, nothing measured) or ``{op: candidate}``.
     ``on_warning(message)``: called for cache files that cannot be read or written (the
-    messages also collect in ``warnings``). ``repeats``: timed runs per candidate (after
-    one warm-up run); the fastest run counts. ``margin``: another candidate replaces the
+    messages also collect in ``warnings``). ``repeats``: rounds after the first run of every
+    candidate, among those within ``KEEP`` x the best (see ``_measure``); the fastest run
+    counts. ``margin``: another candidate replaces the
     default only when it is faster by more than this fraction. ``timer``: the clock.
 
     A tuner is shared, not copied, by ``copy.deepcopy`` of the modules that hold it.
@@ -161,7 +164,7 @@ class Autotuner:
         override: str | Mapping[str, str] | None = None,
         persist: bool = True,
         on_warning: Callable[[str], None] | None = None,
-        repeats: int = 3,
+        repeats: int = 2,
         margin: float = 0.03,  # a candidate must beat the default by this fraction
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -229,25 +232,31 @@ class Autotuner:
     def _measure(
         self, candidates: Sequence[str], measure: Measure, device: torch.device
     ) -> dict[str, float]:
-        """Fastest of ``repeats`` timed runs per candidate (the least disturbed by other
-        load). Rounds alternate the candidates; after the first round, candidates slower
-        than twice the best are not run again."""
+        """Fastest run per candidate (the least disturbed by other load). Every candidate
+        runs once (a first run longer than ``LONG_RUN`` s counts: its one-time set-up is
+        small beside it; shorter ones are warm-ups), then up to ``repeats`` rounds of the
+        candidates still within ``KEEP`` times the best, alternating them so that a loaded
+        machine slows them alike."""
         calls = {name: measure(name) for name in candidates}
-        for call in calls.values():  # warm-up: first-call allocations, kernel selection
-            call()
-        times: dict[str, list[float]] = {name: [] for name in candidates}
-        active = list(candidates)
-        for round_ in range(self.repeats):
+        first = {name: self._time(call, device) for name, call in calls.items()}
+        times = {name: [t] if t >= LONG_RUN else [] for name, t in first.items()}
+        best = min(first.values())
+        active = [name for name in candidates if first[name] <= KEEP * best]
+        for _ in range(self.repeats):
+            if len(active) == 1 and times[active[0]]:
+                break
             for name in active:
-                _synchronize(device)
-                start = self.timer()
-                calls[name]()
-                _synchronize(device)
-                times[name].append(self.timer() - start)
-            if round_ == 0:
-                best = min(times[n][0] for n in active)
-                active = [n for n in active if times[n][0] <= 2 * best]
-        return {name: min(t) for name, t in times.items()}
+                times[name].append(self._time(calls[name], device))
+            best = min(min(times[name]) for name in active)
+            active = [name for name in active if min(times[name]) <= KEEP * best]
+        return {name: min(times[name]) if times[name] else first[name] for name in candidates}
+
+    def _time(self, call: Callable[[], object], device: torch.device) -> float:
+        _synchronize(device)
+        start = self.timer()
+        call()
+        _synchronize(device)
+        return self.timer() - start
 
     def _pick(self, candidates: Sequence[str], seconds: Mapping[str, float]) -> str:
         best = min(candidates, key=lambda n: seconds[n])
