@@ -1,11 +1,11 @@
 """Official PyTorch StyleGAN2 pickles -> ``GeneratorConfig`` + state dict, without running code.
 
-Two code bases write these files (REFERENCE.md section 2):
+Two code bases write these files:
 
-- stylegan2-ada-pytorch ``training/networks.py``: ``Generator(..., mapping_kwargs={},
-  synthesis_kwargs={})`` (nested); absent kwargs default to ``conv_clamp=None``,
-  ``num_fp16_res=0``, ``w_avg_beta=0.995``;
-- the stylegan3 repository's ``training/networks_stylegan2.py``: ``Generator(...,
+- NVlabs/stylegan2-ada-pytorch (d72cc7d) ``training/networks.py``: ``Generator(...,
+  mapping_kwargs={}, synthesis_kwargs={})`` (nested); absent kwargs default to
+  ``conv_clamp=None``, ``num_fp16_res=0``, ``w_avg_beta=0.995``;
+- NVlabs/stylegan3 (c233a91) ``training/networks_stylegan2.py``: ``Generator(...,
   mapping_kwargs={}, **synthesis_kwargs)`` (flattened); defaults ``conv_clamp=256``,
   ``num_fp16_res=4``, ``w_avg_beta=0.998``.
 

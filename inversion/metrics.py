@@ -6,7 +6,7 @@ Scales:
 - ``lpips``: LPIPS distance (0 = identical; ``lpips_net`` / ``perceptual_backbone`` say which).
 - ``identity_distance``: Euclidean distance between dlib's 128-d face descriptors
   (``dlib_face_recognition_resnet_model_v1``); dlib's convention: below 0.6 means the same
-  person (``identity_same_person``). ``identity_similarity``: cosine similarity of the two
+  person (``identity_same_person``); lower is better. ``identity_similarity``: cosine similarity of the two
   descriptors (1 = same direction). Both are None, with ``identity_note`` saying why, when
   dlib's detector finds no face in one of the images (tiny images, e.g. test generators).
 """
@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,24 @@ from inversion.perceptual import Perceptual
 
 SAME_PERSON_DISTANCE = 0.6  # dlib's threshold on the descriptor distance
 DETECTOR_UPSAMPLE = 1  # dlib detector: upsample once (finds faces down to ~40 px)
+
+# Unit, direction and threshold of each metric: written into every JSON record
+# (``InversionMetrics.to_dict()['meaning']``) so that a number is never read the wrong way.
+METRIC_MEANINGS = MappingProxyType(
+    {
+        "mse": "mean squared error of the images in [-1, 1]; lower is better, 0 = identical",
+        "psnr": "dB, peak-to-peak 2; higher is better, inf = identical",
+        "lpips": "LPIPS distance (lpips_net, perceptual_backbone); lower is better, 0 = identical",
+        "identity_distance": (
+            f"Euclidean distance of dlib's 128-d face descriptors; lower is better, "
+            f"< {SAME_PERSON_DISTANCE:g} = the same person (dlib's threshold)"
+        ),
+        "identity_similarity": (
+            "cosine similarity of dlib's face descriptors; higher is better, 1 = same direction"
+        ),
+        "identity_same_person": f"identity_distance < {SAME_PERSON_DISTANCE:g}",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +66,29 @@ class InversionMetrics:
     identity_note: str  # '' when identity was measured, else the reason it was not
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return dataclasses.asdict(self)
+        """JSON-ready dict: the fields, and ``meaning`` (``METRIC_MEANINGS``)."""
+        return {**dataclasses.asdict(self), "meaning": dict(METRIC_MEANINGS)}
+
+    def describe(self) -> str:
+        """One line for people, see ``describe``."""
+        return describe(self.to_dict())
+
+
+def describe(metrics: Mapping[str, Any]) -> str:
+    """Metrics (an ``InversionMetrics.to_dict()``, also one recorded by an older version)
+    as one line with units, directions and thresholds, e.g. ``PSNR 17.05 dB (higher
+    better), LPIPS 0.045 (lower better), identity dist 0.648 (same person < 0.6)``."""
+    parts = []
+    psnr, lpips, distance = (metrics.get(k) for k in ("psnr", "lpips", "identity_distance"))
+    if isinstance(psnr, (int, float)):
+        parts.append(f"PSNR {psnr:.2f} dB (higher better)")
+    if isinstance(lpips, (int, float)):
+        parts.append(f"LPIPS {lpips:.3f} (lower better)")
+    if isinstance(distance, (int, float)):
+        parts.append(f"identity dist {distance:.3f} (same person < {SAME_PERSON_DISTANCE:g})")
+    elif metrics.get("identity_note", "").startswith("dlib found no face"):
+        parts.append(f"identity n/a ({metrics['identity_note']})")
+    return ", ".join(parts)
 
 
 @torch.no_grad()

@@ -61,8 +61,10 @@ def check_weights(net: str, backbone: str) -> None:
 class Perceptual:
     """LPIPS distance on images in [-1, 1], with reusable features.
 
-    ``distance(features(a), features(b))`` equals ``lpips.LPIPS(a, b)`` flattened to [N]
-    (bit for bit, given the same memory format: the network is kept channels_last).
+    ``distance(features(a), features(b))`` runs the operations of ``lpips.LPIPS(a, b)``
+    (flattened to [N]) in the same order, on channels_last inputs (the network is kept
+    channels_last): equal up to the convolution kernels' float32 rounding (tested to 1e-5
+    relative; bit-identical where the same kernels are picked).
     The wrapped network is frozen (no parameter gradients) and in eval mode.
     """
 

@@ -4,6 +4,7 @@ NVIDIA's projector as PTI runs it: start at w_avg, optimise w and the per-layer 
 with Adam under the ``schedule`` learning rate and latent noise, loss = LPIPS at
 ``lpips_size`` + noise regularisation; the noise maps are renormalised after each step and
 discarded at the end (the pivot is rendered with the generator's own constant noise later).
+The synthesis runs in float32 in every block on every device (PTI's ``force_fp32=True``).
 """
 
 from __future__ import annotations
@@ -122,10 +123,13 @@ def project(
         scale = latent_noise_scale(config, step, w_std)
         torch.randn(w_noise.shape, generator=rng, device=device, out=w_noise)
         ws = (w_opt + w_noise * scale).repeat(1, G.num_ws // w_opt.shape[1], 1)
-        # Each layer's implementation is the generator's autotuner's (fused or unfused
-        # modulation: the same maths; with frozen weights unfused needs no weight-gradient
-        # convolution, which the measurement usually rewards).
-        image = G.synthesis(ws, noise_mode="const")  # [1, 3, R, R]
+        # float32 in every block, as PTI (danielroich/PTI da94d59,
+        # training/projectors/w_projector.py: force_fp32=True), whatever num_fp16_res says.
+        # Each layer's modulation (fused as NVIDIA's eval default and PTI, or unfused: the
+        # same maths, no weight-gradient convolution with frozen weights) is the generator's
+        # autotuner's; the form's effect on the result is 30-500x below the spread of PTI's
+        # own noise (bench/projection_modconv.py, figures in ARCHITECTURE.md).
+        image = G.synthesis(ws, noise_mode="const", force_fp32=True)  # [1, 3, R, R]
         dist = perceptual.distance(
             target_feats, perceptual.features(resize_for_loss(image, config.lpips_size))
         ).sum()

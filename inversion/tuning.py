@@ -3,7 +3,9 @@
 Adam over all generator parameters so that ``G.synthesis(pivot, noise_mode='const')``
 reproduces the target: loss = MSE + LPIPS at full resolution (PTI's weights 1 and 1), at most
 ``max_steps`` steps, stopping before a step once LPIPS <= ``lpips_threshold``; optionally
-PTI's locality regulariser.
+PTI's locality regulariser. Every synthesis runs in float32 in every block on every device,
+as PTI's coach and regulariser do (danielroich/PTI da94d59, ``training/coaches/
+base_coach.py`` and ``criteria/localitly_regulizer.py``: ``force_fp32=True``).
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def tune(
     with torch.no_grad():
         target_feats = perceptual.features(target)
     for step in range(start, config.max_steps):
-        image = tuned.synthesis(pivot, noise_mode="const")  # [1, 3, R, R]
+        image = tuned.synthesis(pivot, noise_mode="const", force_fp32=True)  # [1, 3, R, R]
         mse = F.mse_loss(image, target)
         lpips = perceptual.distance(target_feats, perceptual.features(image)).squeeze()
         if lpips.item() <= config.lpips_threshold:
@@ -124,9 +126,9 @@ def _locality_loss(
     with torch.no_grad():
         sample = original.mapping(z, None, truncation_psi=config.locality_psi)
         w = locality_latent(pivot, sample, config.locality_alpha)  # [1, num_ws, w_dim]
-        old_image = original.synthesis(w, noise_mode="none")
+        old_image = original.synthesis(w, noise_mode="none", force_fp32=True)
         old_feats = perceptual.features(old_image)
-    new_image = tuned.synthesis(w, noise_mode="none")
+    new_image = tuned.synthesis(w, noise_mode="none", force_fp32=True)
     mse = F.mse_loss(old_image, new_image)
     lpips = perceptual.distance(old_feats, perceptual.features(new_image)).mean()
     return mse * config.locality_mse_weight + lpips * config.locality_lpips_weight

@@ -24,6 +24,7 @@ import torch
 
 from draggan.errors import DragganError
 from inversion.errors import InversionError
+from inversion.metrics import describe as describe_inversion
 from pipeline.errors import PipelineError, UsageError
 from pipeline.plan import PhotoPlan, plan_photos
 from pipeline.progress import Display
@@ -182,7 +183,7 @@ def _run_photo(ctx: StageContext, plan: PhotoPlan, options: RunOptions, report: 
         store.write_ref(pid, f"invert-face{k}", outcome.material)
         m = outcome.result.metrics
         report.rows.append(
-            _row(plan, "invert", f"face {record['index']}", outcome, _invert_metrics(m))
+            _row(plan, "invert", f"face {record['index']}", outcome, describe_inversion(m))
         )
         inverts.append(outcome.result)
     if options.only == "invert":
@@ -242,21 +243,13 @@ def _face_suffix(record: dict[str, Any], faces: list[dict[str, Any]]) -> str:
     return f" (face {record['index']})" if len(faces) > 1 else ""
 
 
-def _invert_metrics(m: dict[str, Any]) -> str:
-    parts = []
-    for name, fmt in (
-        ("psnr", "PSNR {:.2f} dB"),
-        ("lpips", "LPIPS {:.3f}"),
-        ("identity_similarity", "identity {:.3f}"),
-    ):
-        if isinstance(m.get(name), (int, float)):
-            parts.append(fmt.format(m[name]))
-    return ", ".join(parts)
-
-
 def _edit_metrics(m: dict[str, Any]) -> str:
     dist = m.get("final_distance") or []
-    text = "distance " + " ".join(f"{d:.1f}" for d in dist) + " px" if dist else ""
+    text = ""
+    if dist:
+        text = "distance to target " + " ".join(f"{d:.1f}" for d in dist) + " px"
+        stop = m.get("stop_distance")
+        text += f" (goal <= {stop:g} px)" if isinstance(stop, (int, float)) else ""
     steps = m.get("steps")
     if steps is not None:
         text += f", {steps} step{'' if steps == 1 else 's'}"

@@ -1,7 +1,8 @@
 """Test helpers: write official-format StyleGAN2 pickles from one of our generators.
 
-The files are laid out like NVIDIA's (REFERENCE.md section 2): network objects pickled
-through ``torch_utils.persistence._reconstruct_persistent_obj(meta)`` with the module's
+The files are laid out like NVIDIA's (NVlabs/stylegan2-ada-pytorch d72cc7d,
+``torch_utils/persistence.py`` and ``legacy.py``): network objects pickled through
+``torch_utils.persistence._reconstruct_persistent_obj(meta)`` with the module's
 ``__dict__`` as ``meta['state']``, kwargs as ``dnnlib.util.EasyDict``, tensors and
 parameters pickled by torch itself, gains as numpy float64 scalars; TensorFlow files as a
 ``(G, D, Gs)`` tuple of ``dnnlib.tflib.network.Network`` states. Stand-in modules with

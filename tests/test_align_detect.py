@@ -96,10 +96,13 @@ def test_each_face_of_a_tiled_photo_aligns_exactly_like_the_single_photo(tiled, 
     # dlib's box (and so its landmarks) depends a little on the surroundings ...
     shift = np.hypot(*(right.landmarks - [512, 0] - hopper[1][0].landmarks).T)
     assert np.median(shift) < 3.0
-    # ... but the same landmarks give the same crop, pixel for pixel, wherever the face is.
+    # ... but the same landmarks give the same crop wherever the face is. The two quads
+    # agree to float64 rounding, not bit for bit, and PIL truncates the warped values to
+    # uint8, so a pixel may land one grey level apart (identical here when measured).
     aligned_tiled, transform = align_face(photo, right.landmarks, SMALL)
     aligned_single, single = align_face(hopper[0], right.landmarks - [512, 0], SMALL)
-    np.testing.assert_array_equal(np.asarray(aligned_tiled), np.asarray(aligned_single))
+    diff = np.abs(np.asarray(aligned_tiled, int) - np.asarray(aligned_single, int))
+    assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3
     np.testing.assert_allclose(transform.quad - [512, 0], single.quad, atol=1e-9)
 
 

@@ -30,9 +30,17 @@ BASE = dict(
     w_plus=False,
     layers=10,
 )
-# Share of the drag the disc itself must follow (measured: about 0.6; the colour ramp lets
-# part of a drag be met by shifting colours, see make_disc_generator.py).
-FOLLOWED = 0.55
+# Share of the 9 px drag the disc itself must follow, and the bounds on sideways motion and
+# on the gap between the modes' final discs. Measured with the official loss of
+# XingangPan/DragGAN 336f120 (lr 4e-3, 5e-3, 6e-3; both modes): one handle 0.54-0.56 (the
+# stop rule ends the drag with the handle 2 px short, and the colour ramp lets part of a drag
+# be met by shifting colours, see make_disc_generator.py), two handles 0.60-0.63; sideways
+# at most 0.28 px; modes apart by 0.05-0.22 px. Thresholds keep about 0.3-0.5 px of margin
+# on the followed distance and 2-3x on the others.
+FOLLOWED_ONE = 0.50
+FOLLOWED_TWO = 0.55
+SIDEWAYS = 0.75  # px
+MODES_GAP = 0.75  # px
 
 
 def _disc_module():
@@ -131,14 +139,14 @@ def test_drag_moves_the_object(runs, start, mode):
     moved = centroid(result.image) - c0
     wanted = torch.tensor(DRAG, dtype=torch.float64)
     along = float(moved @ wanted / wanted.norm())
-    assert along >= FOLLOWED * float(wanted.norm()), f"disc moved {moved.tolist()}"
-    assert abs(float(moved[1])) <= 1.5  # and not sideways
+    assert along >= FOLLOWED_ONE * float(wanted.norm()), f"disc moved {moved.tolist()}"
+    assert abs(float(moved[1])) <= SIDEWAYS  # and not sideways
 
 
 def test_modes_agree_on_where_the_object_ends(runs):
     official, fast = runs["official"][0], runs["fast"][0]
     gap = float((centroid(official.image) - centroid(fast.image)).norm())
-    assert gap <= 1.5
+    assert gap <= MODES_GAP
 
 
 @pytest.mark.parametrize("mode", ["official", "fast"])
@@ -214,5 +222,5 @@ def test_two_handles_on_the_disc_move_it_together(G, ws, start, mode):
     moved = centroid(result.image) - c0
     wanted = torch.tensor(DRAG, dtype=torch.float64)
     along = float(moved @ wanted / wanted.norm())
-    assert along >= FOLLOWED * float(wanted.norm()), f"disc moved {moved.tolist()}"
-    assert abs(float(moved[1])) <= 1.5
+    assert along >= FOLLOWED_TWO * float(wanted.norm()), f"disc moved {moved.tolist()}"
+    assert abs(float(moved[1])) <= SIDEWAYS

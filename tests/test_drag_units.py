@@ -125,6 +125,58 @@ def test_motion_loss_gradient_moves_content_along_the_drag(mode, direction):
     assert cosine > 0.9, f"descent direction {descent.tolist()} vs drag {direction}"
 
 
+def _motion_loss_grad(mode: str, step: tuple[float, float]) -> tuple[torch.Tensor, set, set]:
+    """|d(motion loss)/d(feature map)| summed over channels ([S, S], S = 32 image px, the map
+    at image resolution in both modes), the disc pixels Q, and the bilinear neighbours A of
+    the points q + d (d: unit drag direction, ``step`` = (dx, dy))."""
+    size, (col, row) = 32, (15, 12)
+    feat = torch.randn(1, 4, size, size, generator=torch.Generator().manual_seed(7))
+    feat.requires_grad_(True)
+    direction = torch.tensor(step, dtype=torch.float64)
+    target = torch.tensor([col, row], dtype=torch.float64) + 6 * direction  # (x, y)
+    if mode == "fast":
+        offsets = fast.disc_offsets(2.5)
+        loss = fast.motion_loss(
+            feat, torch.tensor([[col, row]]).double(), target[None], offsets, size
+        )
+        disc = {(row + int(dy), col + int(dx)) for dx, dy in offsets.tolist()}
+    else:
+        grid = official.skewed_grid(size, feat.device)
+        loss = official.motion_loss(feat, [[row, col]], [target.tolist()[::-1]], 2, grid)
+        rows, cols = grid
+        inside = torch.where(((rows - row) ** 2 + (cols - col) ** 2) ** 0.5 < 2)
+        disc = set(zip(inside[0].tolist(), inside[1].tolist(), strict=True))
+    loss.backward()
+    ahead = set()
+    for r, c in disc:
+        y, x = r + float(direction[1]), c + float(direction[0])
+        for yy in {math.floor(y), math.ceil(y)}:
+            for xx in {math.floor(x), math.ceil(x)}:
+                if (1 - abs(y - yy)) * (1 - abs(x - xx)) > 1e-3:
+                    ahead.add((yy, xx))
+    return feat.grad[0].abs().sum(dim=0), disc, ahead
+
+
+@pytest.mark.parametrize("mode", ["fast", "official"])
+@pytest.mark.parametrize("step", [(1.0, 0.0), (0.0, -1.0), (0.6, 0.8)])
+def test_motion_loss_gradient_lands_one_step_ahead(mode, step):
+    """Official loss since XingangPan/DragGAN d0422b1: l1(sg(F(q)), F(q + d)). The gradient
+    reaches the bilinear neighbours of q + d only; the leading edge of the disc (ahead of
+    it, outside Q) gets gradient and the trailing edge (q's own pixels that no q + d
+    touches) gets none. The superseded l1(F(q), sg(F(q - d))) does the opposite."""
+    grad, disc, ahead = _motion_loss_grad(mode, step)
+    scale = float(grad.max())
+    assert scale > 0
+    touched = {tuple(p) for p in (grad > 1e-5 * scale).nonzero().tolist()}
+    assert touched <= ahead, f"gradient outside the neighbours of q + d: {touched - ahead}"
+    leading = ahead - disc
+    assert leading and all(float(grad[p]) > 1e-3 * scale for p in leading)
+    trailing = disc - ahead
+    assert all(float(grad[p]) <= 1e-5 * scale for p in trailing)
+    if step[0] * step[1] == 0:  # axis-aligned: q + d is a pixel, so the trailing edge exists
+        assert trailing
+
+
 def test_motion_loss_ignores_points_within_one_pixel():
     feat = bump_features(bump_centers(5), torch.zeros(2, dtype=torch.float64))
     handle = torch.tensor([[30.0, 30.0]], dtype=torch.float64)

@@ -10,7 +10,7 @@ from PIL import Image
 from test_inversion_utils import PHOTO, one_thread, render, tiny_generator  # noqa: F401
 
 import inversion
-from inversion.metrics import SAME_PERSON_DISTANCE, identity_scores
+from inversion.metrics import SAME_PERSON_DISTANCE, describe, identity_scores
 from inversion.perceptual import Perceptual
 
 
@@ -22,12 +22,17 @@ def _photo(path, size=None) -> torch.Tensor:
 
 
 def test_lpips_with_cached_features_equals_the_lpips_package():
+    """The same operations as ``lpips.LPIPS.forward``; our input is channels_last, which may
+    select another convolution kernel, so equal up to float32 rounding (bit-identical on
+    the machines measured)."""
     perceptual = Perceptual("alex", "random")
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.rand(2, 3, 64, 64, generator=generator) * 2 - 1).unbind(0)
     reference = perceptual.model(a[None], b[None])  # lpips.LPIPS.forward
     assert isinstance(perceptual.model, lpips.LPIPS)
-    assert torch.equal(perceptual(a[None], b[None]), reference.flatten())
+    torch.testing.assert_close(
+        perceptual(a[None], b[None]), reference.flatten(), rtol=1e-5, atol=1e-8
+    )
     assert float(reference) > 0
     assert float(perceptual(a[None], a[None])) == 0.0
 
@@ -61,3 +66,26 @@ def test_identity_of_real_faces():
     astronaut = _photo(PHOTO.parent / "astronaut.png")
     distance, _, _ = identity_scores(astronaut, hopper)
     assert distance > SAME_PERSON_DISTANCE
+
+
+def test_metrics_say_their_direction_and_threshold():
+    record = {
+        "psnr": 17.0521,
+        "lpips": 0.04487,
+        "identity_distance": 0.6483,
+        "identity_similarity": 0.8897,
+    }
+    assert describe(record) == (
+        "PSNR 17.05 dB (higher better), LPIPS 0.045 (lower better), "
+        "identity dist 0.648 (same person < 0.6)"
+    )
+    G = tiny_generator(32)
+    ws, image = render(G, z_seed=0)
+    metrics = inversion.evaluate(G, ws, image, perceptual_backbone="random")
+    assert metrics.describe() == (
+        "PSNR inf dB (higher better), LPIPS 0.000 (lower better), "
+        "identity n/a (dlib found no face in the target (32x32 px))"
+    )
+    meaning = metrics.to_dict()["meaning"]  # the JSON record explains itself
+    assert "higher is better" in meaning["psnr"] and "lower is better" in meaning["lpips"]
+    assert "< 0.6 = the same person" in meaning["identity_distance"]

@@ -83,7 +83,38 @@ def test_tuning_stops_early_at_the_lpips_threshold():
     assert states_equal(G.state_dict(), tuned.state_dict())
 
 
-def test_fused_adam_matches_the_default_update_bit_for_bit():
+def test_inversion_loops_synthesise_in_float32_like_pti():
+    """PTI (danielroich/PTI da94d59) calls ``G.synthesis(..., force_fp32=True)`` in its
+    projector, coach and locality regulariser: a checkpoint's fp16 blocks run in float32.
+    Every synthesis call of projection and tuning (with the regulariser) must ask for it."""
+    G = tiny_generator(32, num_fp16_res=2)
+    fp16_blocks = [block for block in G.synthesis.blocks() if block.use_fp16]
+    cuda = torch.device("cuda")  # what the flag decides there (CPU is float32 anyway)
+    assert [b.resolution for b in fp16_blocks] == [16, 32]
+    assert all(b.block_dtype(cuda, False) == torch.float16 for b in fp16_blocks)
+    assert all(b.block_dtype(cuda, True) == torch.float32 for b in fp16_blocks)
+    calls = []
+
+    def record(module, args, kwargs):
+        calls.append(kwargs.get("force_fp32", False))
+
+    ws, target = render(G, z_seed=3)
+    # The hook is copied with G into the loops' private copies; it records into ``calls``.
+    G.synthesis.register_forward_pre_hook(record, with_kwargs=True)
+    inversion.project(
+        G, target, ProjectConfig(num_steps=2, w_avg_samples=10, lpips_net="alex", **RANDOM)
+    )
+    config = TuneConfig(max_steps=2, lpips_threshold=0, locality_regularization=True, **RANDOM)
+    inversion.tune(G, ws, -target, config)
+    # 2 projection steps + 2 tuning steps x (the pivot, the regulariser's old and new image)
+    assert calls == [True] * 8
+
+
+def test_fused_adam_matches_the_default_update_to_rounding():
+    """make_adam's fused kernel and torch's default (foreach) Adam run the same update rule
+    but are different kernels: they may round the update differently (measured on AMD EPYC:
+    5 of 7000 elements differ after 4 steps, by at most 1 ulp of the parameter per step).
+    Bound: per element, |fused - default| <= steps x ulp of the parameter's magnitude."""
     from inversion.state import make_adam
 
     generator = torch.Generator().manual_seed(0)
@@ -97,7 +128,12 @@ def test_fused_adam_matches_the_default_update_bit_for_bit():
             for param, grad in zip(params, step_grads, strict=True):
                 param.grad = grad.clone()
             optimizer.step()
-        results.append(params)
-    assert results[1][0] is not None and make_adam(results[1], lr=1).defaults["fused"]
-    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
-    assert not torch.equal(results[0][2], start[2])
+        results.append([p.detach() for p in params])
+    assert make_adam([torch.zeros(1, requires_grad=True)], lr=1).defaults["fused"]
+    eps = torch.finfo(torch.float32).eps
+    for default, fused, begin in zip(*results, start, strict=True):
+        magnitude = torch.maximum(begin.abs(), default.abs())
+        assert bool(((fused - default).abs() <= len(grads) * eps * magnitude).all())
+        # and both moved the parameters by Adam's step (about lr per step)
+        moved = (default - begin).abs()
+        assert float(moved.max()) > 3e-4 and float(moved.max()) < 4 * 3e-4 * 1.01

@@ -23,8 +23,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def tiny_generator(resolution: int = 16, seed: int = 0) -> Generator:
-    """A seeded random StyleGAN2 with a few channels (w_dim 32)."""
+def tiny_generator(resolution: int = 16, seed: int = 0, num_fp16_res: int = 0) -> Generator:
+    """A seeded random StyleGAN2 with a few channels (w_dim 32); ``num_fp16_res`` marks the
+    highest blocks fp16 as official checkpoints do (float16 only on CUDA)."""
     torch.manual_seed(seed)
     config = GeneratorConfig(
         img_resolution=resolution,
@@ -33,6 +34,7 @@ def tiny_generator(resolution: int = 16, seed: int = 0) -> Generator:
         mapping_layers=2,
         channel_base=16 * resolution,
         channel_max=64,
+        num_fp16_res=num_fp16_res,
     )
     return Generator(config).eval()
 

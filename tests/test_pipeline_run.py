@@ -55,11 +55,13 @@ def test_first_run_computes_everything_and_writes_the_outputs(first):
     assert (out / "hopper" / "more_before.png").read_bytes() == (
         out / "hopper" / "smile_after.png"
     ).read_bytes()
-    # every inversion metric the summary shows is recorded
+    # every metric the summary shows says which way is better (and its threshold)
     invert = next(r for r in report.rows if r.stage == "invert")
-    assert "PSNR" in invert.metrics and "LPIPS" in invert.metrics
+    assert "dB (higher better)" in invert.metrics and "(lower better)" in invert.metrics
+    assert "identity n/a (dlib found no face" in invert.metrics  # a 32 px test generator
     edit = next(r for r in report.rows if r.what == "smile" and r.stage == "edit")
-    assert "distance" in edit.metrics and "3 steps" in edit.metrics
+    assert "distance to target" in edit.metrics and "px (goal <= 2 px)" in edit.metrics
+    assert "3 steps" in edit.metrics
 
 
 def test_second_run_computes_nothing_and_rewrites_identical_files(first):

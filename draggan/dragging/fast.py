@@ -5,7 +5,10 @@ Differences from 'official' (each keeps what the user asked for and cuts cost):
   ToRGB, no higher block; the image is rendered every ``render_every`` steps and at the end;
 - no R x R upsampled copy of the features: features are sampled at image-pixel coordinates
   (``sampling.sample_features``), which reads the same values the official upsampled map
-  holds at integer pixels;
+  holds at integer pixels (tracking and the detached side of the motion loss, F(q)); the
+  live side F(q + d) is one bilinear read of the map at the sub-pixel point (the official
+  code reads the upsampled copy bilinearly: a bilinear of a bilinear), and clamps to the
+  border where q + d leaves the image (official: zero padding);
 - the motion disc is exact (integer offsets ``|o| < r1`` around the handle, no linspace
   skew) and follows sub-pixel handles;
 - the fixed-region loss compares the feature map with the initial one at its own resolution,
@@ -41,8 +44,9 @@ def motion_loss(
     offsets: torch.Tensor,  # [M, 2] from disc_offsets
     resolution: int,  # image side R
 ) -> torch.Tensor | None:  # scalar, None when every handle is within 1 px of its target
-    """Sum over handles farther than 1 px from their target of ``mean |F(q) - sg(F(q - d))|``
-    over the disc points q around the handle inside the image (d: unit drag direction)."""
+    """Sum over handles farther than 1 px from their target of ``mean |sg(F(q)) - F(q + d)|``
+    over the disc points q around the handle inside the image (d: unit drag direction), the
+    official loss since XingangPan/DragGAN d0422b1 (``viz/renderer.py`` at 336f120)."""
     total = None
     for handle, target in zip(handles, targets, strict=True):
         step = target - handle
@@ -52,9 +56,9 @@ def motion_loss(
         points = handle + offsets
         inside = ((points >= 0) & (points <= resolution - 1)).all(dim=1)
         points = points[inside]
-        here = sample_features(feat, points, resolution)  # [C, M]
-        behind = sample_features(feat, points - step / length, resolution)  # [C, M]
-        term = F.l1_loss(here, behind.detach())
+        here = sample_features(feat, points, resolution).detach()  # [C, M]
+        ahead = sample_features(feat, points + step / length, resolution)  # [C, M]
+        term = F.l1_loss(here, ahead)
         total = term if total is None else total + term
     return total
 

@@ -1,15 +1,17 @@
 """'official' mode: the official DragGAN renderer's step, operation for operation.
 
-Reproduces XingangPan/DragGAN ``viz/renderer.py`` (``_render_drag_impl``): the feature
-block's output is bilinearly resized to the image size (align_corners False) every step;
-points are integer [row, col]; tracking searches a square window clipped to the image for
-the feature nearest to the initial handle's feature in the initial image; motion
-supervision compares the features on a disc drawn on ``linspace(0, R, R)`` coordinates (the
-official up-to-1-px skew, kept so trajectories match recorded official runs) with the
-features one unit step back along the drag direction, sampled by
-``grid_sample(align_corners=True)`` and detached; the fixed region is held to the initial
-features by an L1 loss. Our handles are (x, y); this module converts to the official
-[row, col] at its boundary.
+Reproduces ``Renderer._render_drag_impl`` of XingangPan/DragGAN ``viz/renderer.py`` at
+commit 336f120 (the loss as revised in d0422b1, "Revise to be consistent with paper",
+which is the paper's eq. 1): the feature block's output is bilinearly resized to the image
+size (align_corners False) every step; points are integer [row, col]; tracking searches a
+square window clipped to the image for the feature nearest to the initial handle's feature
+in the initial image; motion supervision compares the features on a disc drawn on
+``linspace(0, R, R)`` coordinates (the official up-to-1-px skew, kept so trajectories match
+recorded official runs), detached, with the features one unit step AHEAD along the drag
+direction, ``F(q + d)``, sampled by ``grid_sample(align_corners=True)`` and kept in the
+graph: the gradient pulls the content at q + d toward the features now at q. The fixed
+region is held to the initial features by an L1 loss. Our handles are (x, y); this module
+converts to the official [row, col] at its boundary.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def motion_loss(
     grid: tuple[torch.Tensor, torch.Tensor],  # from skewed_grid
 ) -> torch.Tensor | None:  # scalar, None when every point is within 1 px of its target
     """Sum over points farther than 1 px from their target of
-    ``mean |F(q) - sg(F(q - d))|`` over the official (skewed) disc around the point."""
+    ``mean |sg(F(q)) - F(q + d)|`` over the official (skewed) disc around the point
+    (d: unit drag direction; F(q + d) read by ``grid_sample(align_corners=True)``)."""
     _, _, height, width = feat_up.shape
     rows, cols = grid
     total = None
@@ -80,13 +83,13 @@ def motion_loss(
         radius = ((rows - row) ** 2 + (cols - col) ** 2) ** 0.5
         disc_rows, disc_cols = torch.where(radius < disc_radius)
         unit = (step / (length + 1e-7)).to(feat_up.device)
-        # align_corners=True normalisation of the point one unit step back: q - d.
-        back_y = (disc_rows - unit[1]) / (height - 1) * 2 - 1
-        back_x = (disc_cols - unit[0]) / (width - 1) * 2 - 1
-        sample_grid = torch.stack([back_x, back_y], dim=-1).reshape(1, 1, -1, 2)
-        behind = F.grid_sample(feat_up.float(), sample_grid, align_corners=True)[:, :, 0]
-        here = feat_up[:, :, disc_rows, disc_cols]  # [1, C, M]
-        term = F.l1_loss(here, behind.detach())
+        # align_corners=True normalisation of the point one unit step ahead: q + d.
+        ahead_y = (disc_rows + unit[1]) / (height - 1) * 2 - 1
+        ahead_x = (disc_cols + unit[0]) / (width - 1) * 2 - 1
+        sample_grid = torch.stack([ahead_x, ahead_y], dim=-1).reshape(1, 1, -1, 2)
+        ahead = F.grid_sample(feat_up.float(), sample_grid, align_corners=True)[:, :, 0]
+        here = feat_up[:, :, disc_rows, disc_cols].detach()  # [1, C, M]
+        term = F.l1_loss(here, ahead)  # [1, C, M] each side
         total = term if total is None else total + term
     return total
 

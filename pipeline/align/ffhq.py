@@ -1,6 +1,7 @@
 """NVIDIA's FFHQ alignment, reproduced step for step so the crops match the training set.
 
-Two steps (``REFERENCE.md`` section 3; ``download_ffhq.py``, ``recreate_aligned_images``):
+Two steps, as ``recreate_aligned_images`` in ``download_ffhq.py`` of NVlabs/ffhq-dataset
+(4826aa6):
 
 1. ``ffhq_quad``: the oriented crop square from the 68 landmarks (eyes, mouth corners).
 2. ``align_image``: integer shrink of the photo for big faces (antialiased), crop to the

@@ -10,7 +10,8 @@ key of the edit it starts from. Result files:
 - ``history.json``: one record per step (handles, losses, distances to the targets);
 - ``points.json``: the handles and targets the spec resolved to (aligned pixels);
 - ``mask.png``: the resolved drag mask (grey levels, white = may move), when there is one;
-- metrics: steps, converged, final distance of each handle to its target (aligned px).
+- metrics: steps, converged, final distance of each handle to its target (aligned px;
+  lower is better, converged when every one is <= ``stop_distance``), with ``meaning``.
 
 The drag saves its complete loop state (``draggan.DragState``) in the pending directory's
 ``checkpoints/drag.safetensors`` every ``checkpoint_every`` steps, with the trajectory
@@ -38,7 +39,7 @@ from pipeline.stages.common import (
 from pipeline.stages.generator import tuned_generator
 from pipeline.store import KeyMaterial, Pending, Result
 
-VERSION = 1
+VERSION = 2  # 2: the motion loss of XingangPan/DragGAN d0422b1 (F(q + d) live)
 MAX_FRAMES = 60  # frames kept in the trajectory animation (evenly subsampled)
 FRAME_MS = 80
 CHECKPOINT = "drag"  # the loop state; frames are "drag-frame-<step>"
@@ -177,6 +178,12 @@ def _compute(
         "stop_reason": str(result.stop_reason),
         "final_distance": [round(float(d), 3) for d in distances],
         "start_distance": [round(float(d), 3) for d in np.linalg.norm(handles - targets, axis=1)],
+        "stop_distance": float(result.stop_distance),
+        "meaning": {
+            "final_distance": "px from each handle to its target in the aligned image after "
+            "the drag; lower is better, converged when every one is <= stop_distance",
+            "start_distance": "px from each handle to its target before the drag",
+        },
     }
     return metrics, {"final_handles": final_handles.tolist()}
 

@@ -8,7 +8,9 @@ generator file's digest. Result files:
   (``pipeline.stages.tuned``), stored once per face and shared by all its edits;
 - ``reconstruction.png``: the tuned generator's rendering of the pivot (noise 'const'),
   rendered from the STORED delta, so a later run's edits start from exactly this;
-- metrics: MSE, PSNR, LPIPS and identity similarity of the reconstruction.
+- metrics: MSE, PSNR, LPIPS and dlib identity distance and similarity of the reconstruction
+  (``inversion.InversionMetrics.to_dict()``, with each metric's direction and threshold under
+  ``meaning``).
 
 Both loops save their complete state in the pending directory every
 ``checkpoint_every`` steps; a killed run resumes from there and ends with the same result.
