@@ -33,14 +33,18 @@ from draggan.dragging.resume import (
     load_adam,
 )
 from draggan.dragging.state import DragState
+from draggan.dragging.windows import Box, paste
 
 # callback(record, image) -> True to stop; image [1, C, R, R] when this step rendered one.
 # A callback with a ``state`` keyword also gets ``state=``: a callable -> DragState.
 DragCallback = Callable[..., Any]
 
-# Both modes run NVIDIA's fused (grouped-convolution) modulated conv: what the official
-# renderer runs for stylegan2-ada-pytorch checkpoints, and the faster path on CPU here.
-FUSED_MODCONV = True
+
+def _modulation(config: DragConfig) -> bool | None:
+    """'official' runs NVIDIA's fused (grouped-convolution) modulated conv, as the official
+    renderer does for stylegan2-ada-pytorch checkpoints; 'fast' leaves each layer's form to
+    the generator's autotuner (the same maths, different rounding)."""
+    return True if config.mode == "official" else None
 
 
 class _Latent:
@@ -80,17 +84,28 @@ class _Stall:
 
 
 def _synthesise(
-    G: Any, ws: torch.Tensor, params: DragParams, config: DragConfig, render: bool
+    G: Any,
+    ws: torch.Tensor,
+    params: DragParams,
+    config: DragConfig,
+    render: bool,
+    boxes: list[Box] | None = None,  # feature windows the step reads (None: the whole map)
 ) -> tuple[torch.Tensor, torch.Tensor | None]:  # features [1, C, h, h], image or None
-    """Features of the feature block, with the image when ``render``."""
+    """Features of the feature block, with the image when ``render``; only the ``boxes``
+    of it (the rest zeros) when given and not rendering."""
+    fused = _modulation(config)
     if render:
         img, feats = G.synthesis(
-            ws, noise_mode=config.noise_mode, return_features=True, fused_modconv=FUSED_MODCONV
+            ws, noise_mode=config.noise_mode, return_features=True, fused_modconv=fused
         )
         return feats[params.feature_index], img
-    feat = G.synthesis.features_at(
-        ws, params.feature_resolution, noise_mode=config.noise_mode, fused_modconv=FUSED_MODCONV
-    )
+    size = params.feature_resolution
+    if boxes is not None and hasattr(G.synthesis, "features_in"):
+        parts = G.synthesis.features_in(
+            ws, size, boxes, noise_mode=config.noise_mode, fused_modconv=fused
+        )
+        return paste(parts, boxes, size), None
+    feat = G.synthesis.features_at(ws, size, noise_mode=config.noise_mode, fused_modconv=fused)
     return feat, None
 
 
@@ -169,7 +184,7 @@ def drag(
         for step in range(len(history), config.max_steps + 1):
             begin = (mode.get_handles(), stall.anchor.clone(), stall.anchor_step)
             feat, image = _synthesise(
-                G, latent.full(), params, config, _renders(config, mode, step)
+                G, latent.full(), params, config, _renders(config, mode, step), mode.windows()
             )
             feat = mode.features(feat)
             if step == 0:
@@ -211,7 +226,9 @@ def drag(
     final_ws = latent.full().detach()
     if image is None:
         with torch.no_grad():
-            image = G.synthesis(final_ws, noise_mode=config.noise_mode, fused_modconv=FUSED_MODCONV)
+            image = G.synthesis(
+                final_ws, noise_mode=config.noise_mode, fused_modconv=_modulation(config)
+            )
     return DragResult(
         ws=final_ws,
         handles=torch.tensor([list(p) for p in history[-1].handles], dtype=torch.float64),
@@ -265,7 +282,9 @@ def _restore(
     if resume.step == 0:
         return []  # nothing done yet: step 0 starts the drag as usual
     # F0 and the handles' reference features, by step 0's own forward on the initial ws.
-    feat, _ = _synthesise(G, latent.full(), params, config, _renders(config, mode, 0))
+    feat, _ = _synthesise(
+        G, latent.full(), params, config, _renders(config, mode, 0), mode.windows()
+    )
     mode.start(mode.features(feat))
     del feat
     with torch.no_grad():
