@@ -1,13 +1,26 @@
 """Autotuned layer candidates: numerics against impl='ref', the tuner's cache and overrides."""
 
+import io
 import json
+import sys
 
 import pytest
 import torch
 from test_generator_network import make, ws_for
 
 from draggan import Generator, GeneratorConfig
-from draggan.autotune import OPS, AutotuneError, Autotuner, device_tag, parse_override
+from draggan.autotune import (
+    OPS,
+    AutotuneError,
+    Autotuner,
+    default_cache_path,
+    device_tag,
+    parse_override,
+)
+from pipeline.progress import Display
+from pipeline.stages.common import StageContext
+from pipeline.stages.generator import base_generator
+from pipeline.store import Store
 
 CPU = torch.device("cpu")
 
@@ -177,3 +190,30 @@ def test_generator_tunes_each_layer_once_and_reuses_the_file(tmp_path):
     with torch.no_grad():  # another signature (no gradients): measured once per layer
         G.synthesis(ws)
     assert Counting.measured == 5
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG cache folder")
+def test_pipeline_says_when_the_autotune_cache_is_unusable(tmp_path, monkeypatch):
+    """The run's generator tunes into the user's cache folder and a corrupt cache file is
+    reported on the run's display (the library itself never prints)."""
+    monkeypatch.delenv("DRAGPIPE_AUTOTUNE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = default_cache_path()
+    cache.parent.mkdir(parents=True)
+    cache.write_text("{ not json")
+    G = Generator(
+        GeneratorConfig(img_resolution=8, channel_base=64, channel_max=8, w_dim=8, z_dim=8)
+    )
+    G.save(tmp_path / "g")
+    out = io.StringIO()
+    ctx = StageContext(
+        store=Store(tmp_path / "work"),
+        display=Display(stream=out, tty=False),
+        device=torch.device("cpu"),
+        generator_path=tmp_path / "g.safetensors",
+    )
+    base = base_generator(ctx)
+    with torch.no_grad():
+        base.synthesis(base.mapping(torch.zeros(1, 8)))
+    assert f"warning: autotune cache {cache} is corrupt" in out.getvalue()
+    assert "synthesis_layer" in cache.read_text()  # rewritten with the measured choices

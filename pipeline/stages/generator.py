@@ -40,9 +40,13 @@ def base_generator(ctx: StageContext) -> torch.nn.Module:
     """The spec's generator, loaded once per run (eval mode, no gradients on its weights)."""
     if ctx._base is None:
         from draggan import load_generator
+        from draggan.autotune import Autotuner
 
         G = load_generator(ctx.generator_path, device=str(ctx.device))
         G.eval().requires_grad_(False)
+        # The layers' implementations are measured once per machine into the user's cache
+        # folder (DRAGPIPE_AUTOTUNE overrides); a cache file that cannot be used is said.
+        G.synthesis.autotuner = Autotuner.from_environment(on_warning=ctx.display.warn)
         ctx._base = G
     return ctx._base
 
