@@ -350,7 +350,7 @@ class SynthesisNetwork(torch.nn.Module):
         windows depend on (a few pixels of margin per block; see ``block_window``), the
         blocks below run in full once. Equal to ``features_at`` cropped, up to rounding
         (different convolution shapes); cheap when the windows are small. The 'resnet'
-        architecture (its skip path) is computed in full and cropped."""
+        architecture (its skip path) and ``impl='ref'`` are computed in full and cropped."""
         if resolution not in self.block_resolutions:
             raise GeneratorInputError(
                 f"resolution must be one of {self.block_resolutions}, got {resolution}"
@@ -362,7 +362,7 @@ class SynthesisNetwork(torch.nn.Module):
                     f"window {tuple(box)} is not a non-empty part of the {resolution} x "
                     f"{resolution} map (top, left, bottom, right)"
                 )
-        if self.b4.architecture == "resnet":
+        if self.b4.architecture == "resnet" or impl == "ref":
             full = self.features_at(
                 ws,
                 resolution,
