@@ -212,6 +212,16 @@ class SynthesisBlock(torch.nn.Module):
         opts: RunOptions = DEFAULT_OPTIONS,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:  # x [N, C_out, res, res], img [N, C, res, res]
         x = self.features(x, ws, opts)
+        return x, self.rgb(x, img, ws, opts)
+
+    def rgb(
+        self,
+        x: torch.Tensor,  # [N, C_out, res, res] this block's features
+        img: torch.Tensor | None,  # [N, img_channels, res / 2, res / 2] float32, or None
+        ws: torch.Tensor,  # [N, num_conv + num_torgb, w_dim]
+        opts: RunOptions = DEFAULT_OPTIONS,
+    ) -> torch.Tensor | None:  # [N, img_channels, res, res] the running image
+        """The running image after this block ('skip': up-sampled, plus this ToRGB)."""
         if img is not None:
             img = upsample2d(img, self.resample_filter)
         if self.num_torgb:
@@ -224,7 +234,7 @@ class SynthesisBlock(torch.nn.Module):
             )
             y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
             img = img + y if img is not None else y
-        return x, img
+        return img
 
 
 class SynthesisNetwork(torch.nn.Module):
@@ -295,16 +305,28 @@ class SynthesisNetwork(torch.nn.Module):
         fused_modconv: bool | None = None,  # None: 'ref' NVIDIA's rule, 'fast' the tuner's
         force_fp32: bool = False,  # ignore num_fp16_res (only matters on CUDA)
         impl: str = "fast",  # 'fast' | 'ref' (NVIDIA's exact op order; slower)
+        grad_until: int | None = None,  # gradients only through the blocks up to this res
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Image [N, img_channels, R, R] (about [-1, 1]); with ``return_features`` also the
-        list of every block's output ``x`` ([N, C_res, res, res] float32), b4 first."""
+        list of every block's output ``x`` ([N, C_res, res, res] float32), b4 first.
+
+        ``grad_until``: for callers that differentiate only the features of the blocks up
+        to that resolution (DragGAN's loss on b128): the higher blocks and every ToRGB run
+        without autograd (the same values; no graph kept for them)."""
         opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl, self.autotuner)
         ws = self._check(ws, opts)
+        grad = torch.is_grad_enabled()
         x = img = None
         features = []
         for block in self.blocks():
             i = self.w_index[block.resolution]
-            x, img = block(x, img, ws[:, i : i + block.num_conv + block.num_torgb], opts)
+            block_ws = ws[:, i : i + block.num_conv + block.num_torgb]
+            with torch.set_grad_enabled(
+                grad and (grad_until is None or block.resolution <= grad_until)
+            ):
+                x = block.features(x, block_ws, opts)
+            with torch.set_grad_enabled(grad and grad_until is None):
+                img = block.rgb(x, img, block_ws, opts)
             if return_features:
                 features.append(x.to(torch.float32).contiguous())
         return (img, features) if return_features else img

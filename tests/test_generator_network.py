@@ -255,3 +255,15 @@ def test_features_in_windows_equal_the_full_map(arch):
     assert (w_part.grad - w_full.grad).abs().max() <= 1e-5 * w_full.grad.abs().max()
     with pytest.raises(DragganError, match="not a non-empty part"):
         G.synthesis.features_in(ws, 32, [(4, 4, 4, 9)])
+
+
+def test_grad_until_differentiates_only_the_lower_blocks():
+    G = make()
+    ws = ws_for(G, n=2).requires_grad_()
+    img, feats = G.synthesis(ws, return_features=True)
+    img_cut, feats_cut = G.synthesis(ws, return_features=True, grad_until=16)
+    torch.testing.assert_close(img_cut, img, rtol=0, atol=1e-5)
+    for a, b in zip(feats_cut, feats, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    assert feats_cut[2].requires_grad and not feats_cut[3].requires_grad
+    assert not img_cut.requires_grad

@@ -90,23 +90,29 @@ def _synthesise(
     config: DragConfig,
     render: bool,
     boxes: list[Box] | None = None,  # feature windows the step reads (None: the whole map)
-) -> tuple[torch.Tensor, torch.Tensor | None]:  # features [1, C, h, h], image or None
-    """Features of the feature block, with the image when ``render``; only the ``boxes``
-    of it (the rest zeros) when given and not rendering."""
+) -> tuple[torch.Tensor, torch.Tensor | None]:  # features [1, C, h, h], image [1, C, R, R]
+    """Features of the feature block (only its ``boxes`` when given, zeros elsewhere), and
+    the image when ``render``. The loss reads only the features: the image's own blocks
+    (above the feature block, and every ToRGB) run without autograd."""
     fused = _modulation(config)
-    if render:
-        img, feats = G.synthesis(
-            ws, noise_mode=config.noise_mode, return_features=True, fused_modconv=fused
-        )
-        return feats[params.feature_index], img
     size = params.feature_resolution
-    if boxes is not None and hasattr(G.synthesis, "features_in"):
-        parts = G.synthesis.features_in(
+    synthesis = G.synthesis
+    if boxes is not None and hasattr(synthesis, "features_in"):
+        parts = synthesis.features_in(
             ws, size, boxes, noise_mode=config.noise_mode, fused_modconv=fused
         )
-        return paste(parts, boxes, size), None
-    feat = G.synthesis.features_at(ws, size, noise_mode=config.noise_mode, fused_modconv=fused)
-    return feat, None
+        feat = paste(parts, boxes, size)
+        if not render:
+            return feat, None
+        with torch.no_grad():
+            return feat, synthesis(ws, noise_mode=config.noise_mode, fused_modconv=fused)
+    if render:
+        img, feats = synthesis(
+            ws, noise_mode=config.noise_mode, return_features=True, fused_modconv=fused,
+            grad_until=size,
+        )  # fmt: skip
+        return feats[params.feature_index], img
+    return synthesis.features_at(ws, size, noise_mode=config.noise_mode, fused_modconv=fused), None
 
 
 def _make_mode(G: Any, config: DragConfig, params: DragParams, inputs: DragInputs) -> Any:
