@@ -29,12 +29,20 @@ class RunOptions:
     force_fp32: bool = False  # ignore num_fp16_res (only matters on CUDA)
     impl: str = "fast"  # 'fast' (tuned layer candidates, folded gains) | 'ref' (NVIDIA's op order)
     tuner: Autotuner | None = None  # 'fast': picks each layer's candidate; None: defaults
+    grad_ws: int | None = None  # only ws[:, :grad_ws] are differentiated (None: all)
 
 
 DEFAULT_OPTIONS = RunOptions()
 IMPLS = ("fast", "ref")
 
 Box = tuple[int, int, int, int]  # (top, left, bottom, right) pixels of a map, half-open
+# A block's ws: [N, n, w_dim], or its n rows [N, w_dim] each (rows can differ in whether
+# they carry gradients, which the slices of one tensor cannot).
+Rows = torch.Tensor | Sequence[torch.Tensor]
+
+
+def _row(ws: Rows, n: int) -> torch.Tensor:  # [N, w_dim]
+    return ws[n] if isinstance(ws, (list, tuple)) else ws[:, n]
 
 
 @dataclass(frozen=True)
@@ -156,12 +164,13 @@ class SynthesisBlock(torch.nn.Module):
     def features(
         self,
         x: torch.Tensor | None,  # [N, C_in, res / 2, res / 2]; None for the first block
-        ws: torch.Tensor,  # [N, >= num_conv, w_dim]: the block's conv ws first
+        ws: Rows,  # [N, >= num_conv, w_dim] (or rows): the block's conv ws first
         opts: RunOptions = DEFAULT_OPTIONS,
     ) -> torch.Tensor:  # [N, C_out, res, res]
         """The block's feature map ``x`` (no ToRGB)."""
-        dtype = self.block_dtype(ws.device, opts.force_fp32)
-        fused = self.resolve_fused(opts, dtype, ws.shape[0])
+        w0 = _row(ws, 0)
+        dtype = self.block_dtype(w0.device, opts.force_fp32)
+        fused = self.resolve_fused(opts, dtype, w0.shape[0])
         if opts.impl == "fast":
 
             def conv(layer: SynthesisLayer, x: torch.Tensor, w: torch.Tensor, gain: float = 1):
@@ -172,35 +181,36 @@ class SynthesisBlock(torch.nn.Module):
                 return layer(x, w, opts.noise_mode, fused, gain)
 
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
-            return conv(self.conv1, x, ws[:, 0])
+            x = self.const.to(dtype=dtype).unsqueeze(0).repeat([w0.shape[0], 1, 1, 1])
+            return conv(self.conv1, x, w0)
         x = x.to(dtype=dtype)
         if self.architecture == "resnet":
             y = self.skip(x, gain=math.sqrt(0.5))
-            x = conv(self.conv0, x, ws[:, 0])
-            x = conv(self.conv1, x, ws[:, 1], gain=math.sqrt(0.5))
+            x = conv(self.conv0, x, w0)
+            x = conv(self.conv1, x, _row(ws, 1), gain=math.sqrt(0.5))
             return y + x
-        x = conv(self.conv0, x, ws[:, 0])
-        return conv(self.conv1, x, ws[:, 1])
+        x = conv(self.conv0, x, w0)
+        return conv(self.conv1, x, _row(ws, 1))
 
     def features_window(
         self,
         x: torch.Tensor,  # [N, C_in, ...]: the input map restricted to window.source
-        ws: torch.Tensor,  # [N, >= num_conv, w_dim]
+        ws: Rows,  # [N, >= num_conv, w_dim] (or rows)
         window: BlockWindow,
         opts: RunOptions,
     ) -> torch.Tensor:  # [N, C_out, window.out height, window.out width]
         """The block's output on ``window.out`` from its input on ``window.source``
         ('skip' and 'orig' architectures; the same values as the full map's, up to rounding)."""
-        dtype = self.block_dtype(ws.device, opts.force_fp32)
-        fused = self.resolve_fused(opts, dtype, ws.shape[0])
+        w0 = _row(ws, 0)
+        dtype = self.block_dtype(w0.device, opts.force_fp32)
+        fused = self.resolve_fused(opts, dtype, w0.shape[0])
         top, left, _, _ = window.source
         x = self.conv0.forward_window(
-            x.to(dtype), ws[:, 0], opts.noise_mode, 1, fused, (2 * top, 2 * left)
+            x.to(dtype), w0, opts.noise_mode, 1, fused, (2 * top, 2 * left)
         )
         x = _crop(x, window.mid, (2 * top, 2 * left))
         x = self.conv1.forward_window(
-            x, ws[:, 1], opts.noise_mode, 1, fused, (window.mid[0], window.mid[1])
+            x, _row(ws, 1), opts.noise_mode, 1, fused, (window.mid[0], window.mid[1])
         )
         return _crop(x, window.out, (window.mid[0], window.mid[1]))
 
@@ -208,7 +218,7 @@ class SynthesisBlock(torch.nn.Module):
         self,
         x: torch.Tensor | None,  # [N, C_in, res / 2, res / 2]; None for the first block
         img: torch.Tensor | None,  # [N, img_channels, res / 2, res / 2] float32, or None
-        ws: torch.Tensor,  # [N, num_conv + num_torgb, w_dim]
+        ws: Rows,  # [N, num_conv + num_torgb, w_dim] (or rows)
         opts: RunOptions = DEFAULT_OPTIONS,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:  # x [N, C_out, res, res], img [N, C, res, res]
         x = self.features(x, ws, opts)
@@ -218,17 +228,18 @@ class SynthesisBlock(torch.nn.Module):
         self,
         x: torch.Tensor,  # [N, C_out, res, res] this block's features
         img: torch.Tensor | None,  # [N, img_channels, res / 2, res / 2] float32, or None
-        ws: torch.Tensor,  # [N, num_conv + num_torgb, w_dim]
+        ws: Rows,  # [N, num_conv + num_torgb, w_dim] (or rows)
         opts: RunOptions = DEFAULT_OPTIONS,
     ) -> torch.Tensor | None:  # [N, img_channels, res, res] the running image
         """The running image after this block ('skip': up-sampled, plus this ToRGB)."""
         if img is not None:
             img = upsample2d(img, self.resample_filter)
         if self.num_torgb:
-            fused = self.resolve_fused(opts, x.dtype, ws.shape[0])
+            w = _row(ws, self.num_conv)
+            fused = self.resolve_fused(opts, x.dtype, w.shape[0])
             y = self.torgb(
                 x,
-                ws[:, self.num_conv],
+                w,
                 fused_modconv=fused is not False,
                 as_matmul=opts.impl == "fast",
             )
@@ -306,21 +317,26 @@ class SynthesisNetwork(torch.nn.Module):
         force_fp32: bool = False,  # ignore num_fp16_res (only matters on CUDA)
         impl: str = "fast",  # 'fast' | 'ref' (NVIDIA's exact op order; slower)
         grad_until: int | None = None,  # gradients only through the blocks up to this res
+        grad_ws: int | None = None,  # gradients only to ws[:, :grad_ws]
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Image [N, img_channels, R, R] (about [-1, 1]); with ``return_features`` also the
         list of every block's output ``x`` ([N, C_res, res, res] float32), b4 first.
 
         ``grad_until``: for callers that differentiate only the features of the blocks up
         to that resolution (DragGAN's loss on b128): the higher blocks and every ToRGB run
-        without autograd (the same values; no graph kept for them)."""
-        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl, self.autotuner)
+        without autograd (the same values; no graph kept for them). ``grad_ws``: only the
+        first ``grad_ws`` rows of ws are differentiated, the others are constants even when
+        ``ws`` as a whole requires gradients (e.g. ``torch.cat([optimised, fixed], 1)``:
+        without it every layer's modulation would be differentiated, in a fused modulated
+        conv a full weight-gradient convolution per layer). The same values."""
+        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl, self.autotuner, grad_ws)
         ws = self._check(ws, opts)
         grad = torch.is_grad_enabled()
         x = img = None
         features = []
         for block in self.blocks():
             i = self.w_index[block.resolution]
-            block_ws = ws[:, i : i + block.num_conv + block.num_torgb]
+            block_ws = _rows(ws, i, block.num_conv + block.num_torgb, opts)
             with torch.set_grad_enabled(
                 grad and (grad_until is None or block.resolution <= grad_until)
             ):
@@ -340,18 +356,19 @@ class SynthesisNetwork(torch.nn.Module):
         fused_modconv: bool | None = None,
         force_fp32: bool = False,
         impl: str = "fast",
+        grad_ws: int | None = None,  # as in forward
     ) -> torch.Tensor:  # [N, C_res, res, res] float32
         """Output of block ``b{resolution}`` only: no ToRGB, no higher block is run."""
         if resolution not in self.block_resolutions:
             raise GeneratorInputError(
                 f"resolution must be one of {self.block_resolutions}, got {resolution}"
             )
-        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl, self.autotuner)
+        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl, self.autotuner, grad_ws)
         ws = self._check(ws, opts)
         x = None
         for block in self.blocks():
             i = self.w_index[block.resolution]
-            x = block.features(x, ws[:, i : i + block.num_conv], opts)
+            x = block.features(x, _rows(ws, i, block.num_conv, opts), opts)
             if block.resolution == resolution:
                 break
         return x.to(torch.float32).contiguous()
@@ -366,6 +383,7 @@ class SynthesisNetwork(torch.nn.Module):
         fused_modconv: bool | None = None,
         force_fp32: bool = False,
         impl: str = "fast",
+        grad_ws: int | None = None,  # as in forward
     ) -> list[torch.Tensor]:  # per box [N, C_res, bottom - top, right - left] float32
         """The output of block ``b{resolution}`` on the given windows only: each block
         above the highest resolution some window needs in full computes just the pixels its
@@ -392,9 +410,10 @@ class SynthesisNetwork(torch.nn.Module):
                 fused_modconv=fused_modconv,
                 force_fp32=force_fp32,
                 impl=impl,
+                grad_ws=grad_ws,
             )
             return [_crop(full, box, (0, 0)).contiguous() for box in boxes]
-        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl, self.autotuner)
+        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl, self.autotuner, grad_ws)
         ws = self._check(ws, opts)
         chains = [self._windows(resolution, tuple(box)) for box in boxes]
         full_res = max(self._whole_from(chain, resolution) for chain in chains)
@@ -403,7 +422,7 @@ class SynthesisNetwork(torch.nn.Module):
             if block.resolution > full_res:
                 break
             i = self.w_index[block.resolution]
-            x = block.features(x, ws[:, i : i + block.num_conv], opts)
+            x = block.features(x, _rows(ws, i, block.num_conv, opts), opts)
         out = []
         for box, chain in zip(boxes, chains, strict=True):
             if full_res == resolution:
@@ -414,7 +433,7 @@ class SynthesisNetwork(torch.nn.Module):
             while res <= resolution:
                 block = getattr(self, f"b{res}")
                 i = self.w_index[res]
-                y = block.features_window(y, ws[:, i : i + block.num_conv], chain[res], opts)
+                y = block.features_window(y, _rows(ws, i, block.num_conv, opts), chain[res], opts)
                 res *= 2
             out.append(y.to(torch.float32).contiguous())
         return out
@@ -442,3 +461,14 @@ class SynthesisNetwork(torch.nn.Module):
 
 def _is_whole(box: Box, size: int) -> bool:
     return tuple(box) == (0, 0, size, size)
+
+
+def _rows(ws: torch.Tensor, first: int, count: int, opts: RunOptions) -> list[torch.Tensor]:
+    """Rows ``first ... first + count - 1`` of ws [N, num_ws, w_dim] as [N, w_dim] each; rows
+    at or after ``opts.grad_ws`` detached (constants: their layers get no gradient work,
+    e.g. no weight-gradient convolution of a fused modulated conv)."""
+    limit = opts.grad_ws
+    return [
+        ws[:, j] if limit is None or j < limit else ws[:, j].detach()
+        for j in range(first, first + count)
+    ]

@@ -267,3 +267,24 @@ def test_grad_until_differentiates_only_the_lower_blocks():
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
     assert feats_cut[2].requires_grad and not feats_cut[3].requires_grad
     assert not img_cut.requires_grad
+
+
+def test_grad_ws_makes_the_later_rows_constants():
+    """ws = cat(optimised, fixed) requires grad as a whole; grad_ws=k keeps the layers of
+    rows >= k out of the backward (their styles are constants), values and the optimised
+    rows' gradients unchanged."""
+    G = make()
+    seen = {}
+    for name in ("b8.conv1", "b16.conv1"):  # rows 2 and 4
+        layer = G.synthesis.get_submodule(name)
+        layer.register_forward_pre_hook(lambda m, args, name=name: seen.update({name: args[1]}))
+    ws = ws_for(G, n=2)
+    grads = []
+    for k in (None, 3):
+        head = ws[:, :3].clone().requires_grad_()
+        feat = G.synthesis.features_at(torch.cat([head, ws[:, 3:]], 1), 16, grad_ws=k)
+        feat.square().mean().backward()
+        grads.append((feat.detach(), head.grad))
+    assert seen["b8.conv1"].requires_grad and not seen["b16.conv1"].requires_grad
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-5, atol=1e-7)

@@ -97,9 +97,10 @@ def _synthesise(
     fused = _modulation(config)
     size = params.feature_resolution
     synthesis = G.synthesis
-    if boxes is not None and hasattr(synthesis, "features_in"):
+    grad_ws = config.layers  # only the optimised ws: the others' layers need no gradients
+    if boxes is not None:
         parts = synthesis.features_in(
-            ws, size, boxes, noise_mode=config.noise_mode, fused_modconv=fused
+            ws, size, boxes, noise_mode=config.noise_mode, fused_modconv=fused, grad_ws=grad_ws
         )
         feat = paste(parts, boxes, size)
         if not render:
@@ -109,10 +110,13 @@ def _synthesise(
     if render:
         img, feats = synthesis(
             ws, noise_mode=config.noise_mode, return_features=True, fused_modconv=fused,
-            grad_until=size,
+            grad_until=size, grad_ws=grad_ws,
         )  # fmt: skip
         return feats[params.feature_index], img
-    return synthesis.features_at(ws, size, noise_mode=config.noise_mode, fused_modconv=fused), None
+    feat = synthesis.features_at(
+        ws, size, noise_mode=config.noise_mode, fused_modconv=fused, grad_ws=grad_ws
+    )
+    return feat, None
 
 
 def _make_mode(G: Any, config: DragConfig, params: DragParams, inputs: DragInputs) -> Any:
