@@ -8,7 +8,7 @@ like the code being measured. Its modules enter ``sys.modules`` only inside
 ``with checkout.active():`` (NVIDIA's persistence decorator needs its own module
 importable while networks are constructed).
 
-Imported by the scripts through ``_benchpath.sibling('_checkouts')``.
+Imported by the scripts as ``import _checkouts`` (bench/ is first on their sys.path).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Shared measuring helpers of the bench scripts: the machine line, interleaved timings,
 the foreign load during a measurement, peak resident memory of a piece of work.
 
-Imported by the scripts through ``_benchpath.sibling('_measure')``.
+Imported by the scripts as ``import _measure`` (bench/ is first on their sys.path).
 """
 
 from __future__ import annotations

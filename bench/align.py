@@ -23,11 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import _benchpath  # noqa: F401  (bench/ off sys.path: see _benchpath.py)
 import numpy as np
 from PIL import Image
 
-from pipeline.align import AlignConfig, align_face, detect_faces, find_faces, select_faces
+from pipeline.alignment import AlignConfig, align_face, detect_faces, find_faces, select_faces
 from pipeline.photo import load_photo
 
 ROOT = Path(__file__).resolve().parent.parent

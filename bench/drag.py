@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import _benchpath  # bench/ off sys.path: see _benchpath.py
 import torch
 
 from draggan import DragConfig, Generator, GeneratorConfig, drag
@@ -33,7 +32,9 @@ from draggan.autotune import Autotuner
 def drag_memory_mb(G: Generator, ws: torch.Tensor, mode: str) -> tuple[float, float]:
     """(peak resident MB during a 2-step drag, resident MB before it). Linux: the peak
     (VmHWM) is reset through /proc/self/clear_refs first, so each mode is measured alone."""
-    return _benchpath.sibling("_measure").peak_rss_mb(lambda: step_times(G, ws, mode, 2))
+    import _measure  # (bench/ first on sys.path)
+
+    return _measure.peak_rss_mb(lambda: step_times(G, ws, mode, 2))
 
 
 def build(resolution: int, autotuner: Autotuner | None = None) -> tuple[Generator, torch.Tensor]:
@@ -54,7 +55,7 @@ def step_times(G: Generator, ws: torch.Tensor, mode: str, steps: int) -> list[fl
     """Seconds of each full step after the first (max_steps = steps + 1, no convergence)."""
     stamps: list[float] = []
 
-    def callback(record, image):
+    def callback(progress):
         stamps.append(time.perf_counter())
 
     handles, targets = points(G.img_resolution)

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import _benchpath  # noqa: F401  (bench/ off sys.path: see _benchpath.py)
 import torch
 
 from draggan import Generator, GeneratorConfig

@@ -30,7 +30,6 @@ import sys
 import time
 from pathlib import Path
 
-import _benchpath  # noqa: F401  (bench/ off sys.path: see _benchpath.py)
 import numpy as np
 import torch
 
@@ -57,7 +56,7 @@ def forced(G: Generator, fused: bool) -> Generator:
 
 
 def demo_case() -> tuple[Generator, torch.Tensor]:
-    from pipeline.align import AlignConfig, align_face, find_faces, select_faces
+    from pipeline.alignment import AlignConfig, align_face, find_faces, select_faces
     from pipeline.photo import load_photo
 
     G = load_native(ROOT / "examples" / "demo" / "generator.safetensors").eval()

@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import _benchpath  # noqa: F401  (bench/ off sys.path: see _benchpath.py)
 import torch
 from safetensors.torch import save_file
 

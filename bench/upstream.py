@@ -32,7 +32,7 @@ Sections (each line also prints the foreign load: cores other processes kept bus
   GUI. dragpipe: ``drag()`` 'official' (median step) and 'fast' (mean step over 20 steps
   with the default render_every=10, and the median step between renders).
 - memory (512 and 1024 px): resident memory after set-up and the peak added by 2 drag
-  steps and by 2 PTI projection / tuning steps, each job in a fresh process. Upstream PTI: PTI's published loops (bench/inversion.py) on
+  steps and by 2 PTI projection / tuning steps, each job in a fresh process. Upstream PTI: PTI's published loops (bench/pti.py) on
   NVIDIA's generator with the ``lpips`` package (random backbone: no download; the same
   networks); dragpipe: ``inversion.project`` / ``inversion.tune``.
 
@@ -51,15 +51,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import _benchpath
+import _checkouts as checkouts
+import _measure as measure
+import pti
 import torch
 
 from draggan import DragConfig, Generator, GeneratorConfig, drag
 from draggan.autotune import Autotuner
-
-measure = _benchpath.sibling("_measure")
-checkouts = _benchpath.sibling("_checkouts")
-pti = _benchpath.sibling("inversion")
 
 CHANNEL_BASE = {256: 16384, 512: 32768, 1024: 32768}
 

@@ -8,6 +8,7 @@ from draggan.config import GeneratorConfig
 from draggan.dragging import (
     DragConfig,
     DragInputError,
+    DragProgress,
     DragResult,
     DragResumeError,
     DragState,
@@ -17,6 +18,7 @@ from draggan.dragging import (
 from draggan.errors import CheckpointError, DragganError, UnsafeCheckpointError
 from draggan.generator import Generator
 from draggan.loading import load_generator
+from draggan.native_format import save_generator
 from draggan.version import __version__
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "AutotuneError",
     "DragConfig",
     "DragInputError",
+    "DragProgress",
     "DragResult",
     "DragResumeError",
     "DragState",
@@ -35,5 +38,6 @@ __all__ = [
     "UnsafeCheckpointError",
     "__version__",
     "load_generator",
+    "save_generator",
     "drag",
 ]

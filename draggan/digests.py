@@ -1,4 +1,4 @@
-"""Content digests of tensors and modules, used to tie a resumable loop state to its run.
+"""Content digests of tensors, modules and files: what ties a loop state or an export to its run.
 
 Shared by the drag engine's ``DragState`` and inversion's loop states: a state taken from
 one run (target, latent, generator, config) must never be resumed against another.
@@ -7,6 +7,7 @@ one run (target, latent, generator, config) must never be resumed against anothe
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 
 import torch
@@ -28,4 +29,13 @@ def module_digest(module: torch.nn.Module) -> str:
     for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
         digest.update(name.encode())
         digest.update(tensor_digest([tensor]).encode())
+    return digest.hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()

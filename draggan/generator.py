@@ -1,12 +1,11 @@
 """The StyleGAN2 generator: ``mapping`` (z -> ws) + ``synthesis`` (ws -> image).
 
 State-dict names, shapes and buffers are NVIDIA's (stylegan2-ada-pytorch), so weights load
-with ``load_state_dict(strict=True)`` in both directions.
+with ``load_state_dict(strict=True)`` in both directions. Saving and loading files is not the
+model's business: ``draggan.save_generator`` / ``draggan.load_generator``.
 """
 
 from __future__ import annotations
-
-import os
 
 import torch
 
@@ -71,12 +70,6 @@ class Generator(torch.nn.Module):
         """Map ``z`` to ws and synthesise the image."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write weights (safetensors) + config (JSON) in dragpipe's own format."""
-        from draggan.native_format import save_generator
-
-        save_generator(self, path)
 
     def extra_repr(self) -> str:
         c = self.config

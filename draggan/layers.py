@@ -16,6 +16,7 @@ import torch
 
 from draggan.autotune import OPS, Autotuner
 from draggan.ops import ACTIVATIONS, bias_act, conv2d_resample, modulated_conv2d, setup_filter
+from draggan.ops.tracing import tracing
 
 NOISE_MODES = ("random", "const", "none")
 
@@ -222,7 +223,7 @@ class SynthesisLayer(torch.nn.Module):
             if fused_modconv is None or name.startswith("fused-" if fused_modconv else "unfused-")
         ]
         choice = allowed[0]
-        if tuner is not None and len(allowed) > 1:
+        if tuner is not None and len(allowed) > 1 and not tracing():  # (export: defaults)
             choice = tuner.choose(
                 "modulated_conv",
                 self._signature(x, w, noise_mode, gain),

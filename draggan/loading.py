@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from draggan.checkpoint_state import CheckpointContents, build_generator
+from draggan.building import CheckpointContents, build_generator
 from draggan.errors import CheckpointError, DragganError
 from draggan.generator import Generator
 from draggan.native_format import load_native_state

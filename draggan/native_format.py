@@ -5,13 +5,12 @@ its header metadata carries the format name, format version, the dragpipe versio
 ``GeneratorConfig`` as JSON, so it loads on its own with no pickle at all. ``NAME.json`` is
 the same description for people and other tools, plus the weights file's name and SHA-256;
 either file can be given to ``load_native`` / ``draggan.load_generator``. Both are written
-to temporary names and published with ``os.replace``: a crash never leaves a half-written
-file under the final name.
+through ``draggan.atomic_write``: a crash never leaves a half-written file under the final
+name.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -21,8 +20,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from draggan.checkpoint_state import build_generator
+from draggan.atomic_write import atomic_write, write_bytes_atomic
+from draggan.building import build_generator
 from draggan.config import GeneratorConfig
+from draggan.digests import file_digest as _sha256
 from draggan.errors import CheckpointError
 from draggan.generator import Generator
 from draggan.safe_unpickle import open_checkpoint
@@ -48,14 +49,6 @@ def native_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _describe(config: GeneratorConfig) -> dict[str, Any]:
     return {
         "format": FORMAT_NAME,
@@ -75,25 +68,15 @@ def save_generator(G: Generator, path: str | os.PathLike[str]) -> tuple[Path, Pa
     tensors = {
         name: t.detach().to("cpu", copy=True).contiguous() for name, t in G.state_dict().items()
     }
-    tag = f".{os.getpid()}.tmp"
-    tmp_weights = weights.with_name("." + weights.name + tag)
-    tmp_descriptor = descriptor.with_name("." + descriptor.name + tag)
     try:
-        save_file(tensors, str(tmp_weights), metadata=metadata)
-        description["weights"] = weights.name
-        description["weights_sha256"] = _sha256(tmp_weights)
-        with open(tmp_descriptor, "w", encoding="utf-8") as f:
-            json.dump(description, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_weights, weights)
-        os.replace(tmp_descriptor, descriptor)
+        with atomic_write(weights) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+            description["weights"] = weights.name
+            description["weights_sha256"] = _sha256(tmp)
+        text = json.dumps(description, indent=2) + "\n"
+        write_bytes_atomic(descriptor, text.encode("utf-8"))
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot write the generator ({exc})") from None
-    finally:
-        for tmp in (tmp_weights, tmp_descriptor):
-            tmp.unlink(missing_ok=True)
     return weights, descriptor
 
 

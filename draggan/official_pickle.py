@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from draggan.checkpoint_state import CheckpointContents, channels_config
+from draggan.building import CheckpointContents, channels_config
 from draggan.config import GeneratorConfig
 from draggan.errors import CheckpointError
 from draggan.safe_unpickle import PersistentObject

@@ -249,11 +249,6 @@ _STORAGE_ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
-def allowed_globals() -> list[str]:
-    """The allow-list of the checkpoint unpickler, as ``module.name`` strings (sorted)."""
-    return sorted(f"{module}.{name}" for module, name in _ALLOWED)
-
-
 # --------------------------------------------------------------------------- unpicklers
 
 

@@ -21,7 +21,7 @@ from draggan.ops import setup_filter, upsample2d
 
 
 @dataclass(frozen=True)
-class RunOptions:
+class SynthesisOptions:
     """How to run the synthesis (not what it computes)."""
 
     noise_mode: str = "const"  # 'const' | 'random' | 'none'
@@ -32,7 +32,7 @@ class RunOptions:
     grad_ws: int | None = None  # only ws[:, :grad_ws] are differentiated (None: all)
 
 
-DEFAULT_OPTIONS = RunOptions()
+DEFAULT_OPTIONS = SynthesisOptions()
 IMPLS = ("fast", "ref")
 
 Box = tuple[int, int, int, int]  # (top, left, bottom, right) pixels of a map, half-open
@@ -146,7 +146,7 @@ class SynthesisBlock(torch.nn.Module):
             return torch.float16
         return torch.float32
 
-    def resolve_fused(self, opts: RunOptions, dtype: torch.dtype, batch: int) -> bool | None:
+    def resolve_fused(self, opts: SynthesisOptions, dtype: torch.dtype, batch: int) -> bool | None:
         """Fused (grouped) or unfused modulation when ``opts.fused_modconv`` is None.
 
         'ref': NVIDIA's rule (fused in eval mode, unfused in training mode). 'fast': None,
@@ -165,7 +165,7 @@ class SynthesisBlock(torch.nn.Module):
         self,
         x: torch.Tensor | None,  # [N, C_in, res / 2, res / 2]; None for the first block
         ws: Rows,  # [N, >= num_conv, w_dim] (or rows): the block's conv ws first
-        opts: RunOptions = DEFAULT_OPTIONS,
+        opts: SynthesisOptions = DEFAULT_OPTIONS,
     ) -> torch.Tensor:  # [N, C_out, res, res]
         """The block's feature map ``x`` (no ToRGB)."""
         w0 = _row(ws, 0)
@@ -197,7 +197,7 @@ class SynthesisBlock(torch.nn.Module):
         x: torch.Tensor,  # [N, C_in, ...]: the input map restricted to window.source
         ws: Rows,  # [N, >= num_conv, w_dim] (or rows)
         window: BlockWindow,
-        opts: RunOptions,
+        opts: SynthesisOptions,
     ) -> torch.Tensor:  # [N, C_out, window.out height, window.out width]
         """The block's output on ``window.out`` from its input on ``window.source``
         ('skip' and 'orig' architectures; the same values as the full map's, up to rounding)."""
@@ -219,7 +219,7 @@ class SynthesisBlock(torch.nn.Module):
         x: torch.Tensor | None,  # [N, C_in, res / 2, res / 2]; None for the first block
         img: torch.Tensor | None,  # [N, img_channels, res / 2, res / 2] float32, or None
         ws: Rows,  # [N, num_conv + num_torgb, w_dim] (or rows)
-        opts: RunOptions = DEFAULT_OPTIONS,
+        opts: SynthesisOptions = DEFAULT_OPTIONS,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:  # x [N, C_out, res, res], img [N, C, res, res]
         x = self.features(x, ws, opts)
         return x, self.rgb(x, img, ws, opts)
@@ -229,7 +229,7 @@ class SynthesisBlock(torch.nn.Module):
         x: torch.Tensor,  # [N, C_out, res, res] this block's features
         img: torch.Tensor | None,  # [N, img_channels, res / 2, res / 2] float32, or None
         ws: Rows,  # [N, num_conv + num_torgb, w_dim] (or rows)
-        opts: RunOptions = DEFAULT_OPTIONS,
+        opts: SynthesisOptions = DEFAULT_OPTIONS,
     ) -> torch.Tensor | None:  # [N, img_channels, res, res] the running image
         """The running image after this block ('skip': up-sampled, plus this ToRGB)."""
         if img is not None:
@@ -301,7 +301,7 @@ class SynthesisNetwork(torch.nn.Module):
         """The synthesis blocks in resolution order (b4 first)."""
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
 
-    def _check(self, ws: torch.Tensor, opts: RunOptions) -> torch.Tensor:
+    def _check(self, ws: torch.Tensor, opts: SynthesisOptions) -> torch.Tensor:
         check_shape(ws, "ws", ["N", self.num_ws, self.w_dim])
         check_choice(opts.noise_mode, "noise_mode", NOISE_MODES)
         check_choice(opts.impl, "impl", IMPLS)
@@ -329,7 +329,9 @@ class SynthesisNetwork(torch.nn.Module):
         ``ws`` as a whole requires gradients (e.g. ``torch.cat([optimised, fixed], 1)``:
         without it every layer's modulation would be differentiated, in a fused modulated
         conv a full weight-gradient convolution per layer). The same values."""
-        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl, self.autotuner, grad_ws)
+        opts = SynthesisOptions(
+            noise_mode, fused_modconv, force_fp32, impl, self.autotuner, grad_ws
+        )
         ws = self._check(ws, opts)
         grad = torch.is_grad_enabled()
         x = img = None
@@ -363,7 +365,9 @@ class SynthesisNetwork(torch.nn.Module):
             raise GeneratorInputError(
                 f"resolution must be one of {self.block_resolutions}, got {resolution}"
             )
-        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl, self.autotuner, grad_ws)
+        opts = SynthesisOptions(
+            noise_mode, fused_modconv, force_fp32, impl, self.autotuner, grad_ws
+        )
         ws = self._check(ws, opts)
         x = None
         for block in self.blocks():
@@ -413,7 +417,9 @@ class SynthesisNetwork(torch.nn.Module):
                 grad_ws=grad_ws,
             )
             return [_crop(full, box, (0, 0)).contiguous() for box in boxes]
-        opts = RunOptions(noise_mode, fused_modconv, force_fp32, impl, self.autotuner, grad_ws)
+        opts = SynthesisOptions(
+            noise_mode, fused_modconv, force_fp32, impl, self.autotuner, grad_ws
+        )
         ws = self._check(ws, opts)
         chains = [self._windows(resolution, tuple(box)) for box in boxes]
         full_res = max(self._whole_from(chain, resolution) for chain in chains)
@@ -463,7 +469,7 @@ def _is_whole(box: Box, size: int) -> bool:
     return tuple(box) == (0, 0, size, size)
 
 
-def _rows(ws: torch.Tensor, first: int, count: int, opts: RunOptions) -> list[torch.Tensor]:
+def _rows(ws: torch.Tensor, first: int, count: int, opts: SynthesisOptions) -> list[torch.Tensor]:
     """Rows ``first ... first + count - 1`` of ws [N, num_ws, w_dim] as [N, w_dim] each; rows
     at or after ``opts.grad_ws`` detached (constants: their layers get no gradient work,
     e.g. no weight-gradient convolution of a fused modulated conv)."""

@@ -11,7 +11,6 @@ from inversion.errors import InversionError
 
 LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 LANDMARKS_5 = "shape_predictor_5_face_landmarks.dat"
-CNN_DETECTOR = "mmod_human_face_detector.dat"
 FACE_RECOGNITION = "dlib_face_recognition_resnet_model_v1.dat"
 
 

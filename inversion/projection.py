@@ -16,19 +16,14 @@ import numpy as np
 import torch
 
 from draggan.digests import module_digest, tensor_digest
+from draggan.loop_state import adam_tensors, load_adam, offered
 from inversion.checks import check_target, generator_device
 from inversion.config import ProjectConfig
-from inversion.errors import ResumeMismatch
+from inversion.errors import InversionError, ResumeMismatch
 from inversion.perceptual import Perceptual, resize_for_loss
 from inversion.regularizers import noise_regularization, renormalize_noise
 from inversion.schedule import latent_noise_scale, learning_rate
-from inversion.state import (
-    Progress,
-    ProjectState,
-    load_optimizer_tensors,
-    make_adam,
-    optimizer_tensors,
-)
+from inversion.state import Progress, ProjectState, make_adam
 
 NOISE_BUFFER = "noise_const"
 
@@ -103,14 +98,14 @@ def project(
     # lr is set every step by the schedule.
     optimizer = make_adam([w_opt, *noise.values()], lr=0.0, betas=(0.9, 0.999))
     if resume is not None:
-        load_optimizer_tensors(optimizer, resume.optimizer)
+        load_adam(optimizer, resume.optimizer, ResumeMismatch)
 
     def snapshot(step: int) -> ProjectState:
         return ProjectState(
             step=step,
             w_opt=w_opt.detach(),
             noise={n: b.detach() for n, b in noise.items()},
-            optimizer=optimizer_tensors(optimizer),
+            optimizer=adam_tensors(optimizer),
             rng=rng.get_state(),
             w_std=w_std,
             **digests,
@@ -128,7 +123,7 @@ def project(
         # Each layer's modulation (fused as NVIDIA's eval default and PTI, or unfused: the
         # same maths, no weight-gradient convolution with frozen weights) is the generator's
         # autotuner's; the form's effect on the result is 30-500x below the spread of PTI's
-        # own noise (bench/projection_modconv.py, figures in ARCHITECTURE.md).
+        # own noise (bench/projection_modconv.py, figures in BENCHMARKS.md).
         image = G.synthesis(ws, noise_mode="const", force_fp32=True)  # [1, 3, R, R]
         dist = perceptual.distance(
             target_feats, perceptual.features(resize_for_loss(image, config.lpips_size))
@@ -143,11 +138,8 @@ def project(
 
         if callback is not None:
             losses = {"lpips": dist.item(), "noise_reg": reg.item(), "loss": loss.item()}
-            callback(
-                Progress(
-                    "project", step + 1, config.num_steps, losses, lambda s=step + 1: snapshot(s)
-                )
-            )
+            with offered(lambda s=step + 1: snapshot(s), InversionError) as state:
+                callback(Progress("project", step + 1, config.num_steps, losses, state))
 
     return w_opt.detach().repeat(1, G.num_ws // w_opt.shape[1], 1).clone()
 

@@ -17,18 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from draggan.digests import module_digest, tensor_digest
+from draggan.loop_state import adam_tensors, load_adam, offered
 from inversion.checks import check_target, check_ws, generator_device
 from inversion.config import TuneConfig
-from inversion.errors import ResumeMismatch
+from inversion.errors import InversionError, ResumeMismatch
 from inversion.perceptual import Perceptual
 from inversion.regularizers import locality_latent
-from inversion.state import (
-    Progress,
-    TuneState,
-    load_optimizer_tensors,
-    make_adam,
-    optimizer_tensors,
-)
+from inversion.state import Progress, TuneState, make_adam
 
 
 def tune(
@@ -74,13 +69,13 @@ def tune(
     tuned.requires_grad_(True)
     optimizer = make_adam(params.values(), lr=config.learning_rate)
     if resume is not None:
-        load_optimizer_tensors(optimizer, resume.optimizer)
+        load_adam(optimizer, resume.optimizer, ResumeMismatch)
 
     def snapshot(step: int) -> TuneState:
         return TuneState(
             step=step,
             params={n: p.detach() for n, p in params.items()},
-            optimizer=optimizer_tensors(optimizer),
+            optimizer=adam_tensors(optimizer),
             rng=rng.get_state(),
             **digests,
         )
@@ -106,9 +101,8 @@ def tune(
         optimizer.step()
 
         if callback is not None:
-            callback(
-                Progress("tune", step + 1, config.max_steps, losses, lambda s=step + 1: snapshot(s))
-            )
+            with offered(lambda s=step + 1: snapshot(s), InversionError) as state:
+                callback(Progress("tune", step + 1, config.max_steps, losses, state))
 
     return tuned.requires_grad_(False)
 

@@ -21,7 +21,6 @@ from draggan.version import __version__
 from inversion.errors import InversionError
 from pipeline.errors import PipelineError
 
-EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130

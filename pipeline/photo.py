@@ -12,27 +12,27 @@ beside it. Mode conversion to RGB:
 - 16-bit grey (``I;16``, ``I;16B``, ``I;16L`` and ``I`` with values in 0..65535, which is
   how PIL opens 16-bit grey PNGs and TIFFs): value / 257, rounded. ``I`` images with values
   outside 0..65535 and ``F`` images are scaled from their own min..max range (``F`` with
-  values in 0..1 is taken as 0..1). PIL itself opens 16-bit RGB(A) PNGs as 8-bit ``RGB(A)``.
+  values in 0..1 is taken as 0..1).
+- 16-bit RGB and RGBA PNGs: PIL opens them as 8-bit ``RGB(A)`` (the high byte); the exact
+  16-bit samples are decoded too (``pipeline.png16``) and kept in ``Photo.wide``, so the
+  output can be written in 16 bits; ``rgb`` and ``alpha`` are sample / 257, rounded.
 
-Photos larger than ``MAX_PHOTO_PIXELS`` are refused with a clear message instead of
-exhausting memory; PIL's own decompression-bomb check (which warns from 89 MP) is replaced
-by that limit.
+Photos are opened through ``pipeline.image_files``: larger than ``MAX_IMAGE_PIXELS`` (250 MP)
+is refused from the header, before decoding, with the real size and the limit in the message.
 """
 
 from __future__ import annotations
 
-import hashlib
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from pipeline.errors import PipelineError
-
-# 250 megapixels: about 750 MB as RGB; far beyond any camera a face photo comes from.
-MAX_PHOTO_PIXELS = 250_000_000
+from pipeline.image_files import MAX_IMAGE_PIXELS, decode, open_image
+from pipeline.orientation import upright as upright_samples
+from pipeline.png16 import is_sixteen_bit, select_low_bytes
 
 EXIF_ORIENTATION_TAG = 0x0112
 
@@ -48,10 +48,11 @@ class Photo:
     image: Image.Image  # original pixels in the ORIGINAL mode, EXIF orientation applied
     rgb: np.ndarray  # [H, W, 3] uint8, what the stages process
     alpha: np.ndarray | None  # [H, W] uint8 alpha of the original, if any
-    format: str  # PIL format name: 'JPEG', 'PNG', ...
+    format: str  # PIL format name: 'JPEG' (also for MPO), 'PNG', ...
     icc_profile: bytes | None
     exif: bytes | None  # original EXIF with the orientation tag reset to 1
     orientation: int  # the original EXIF orientation tag (1 when none)
+    wide: np.ndarray | None = None  # [H, W, 3|4] uint16: a 16-bit RGB(A) PNG's samples, upright
 
     @property
     def size(self) -> tuple[int, int]:
@@ -64,33 +65,23 @@ class Photo:
         return self.image.mode
 
 
-def photo_digest(path: str | Path) -> str:
-    """sha256 (hex) of the file's bytes; raises PipelineError when it cannot be read."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except FileNotFoundError:
-        raise PipelineError(f"photo {path} not found: check the path") from None
-    except IsADirectoryError:
-        raise PipelineError(f"photo {path} is a directory, not an image file") from None
-    except OSError as exc:
-        raise PipelineError(f"photo {path} cannot be read: {exc.strerror or exc}") from None
-    return digest.hexdigest()
-
-
-def load_photo(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> Photo:
+def load_photo(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Photo:
     """Decode ``path`` into a ``Photo``; any failure is a one-line ``PipelineError``."""
     path = Path(path)
-    if not path.exists():
-        raise PipelineError(f"photo {path} not found: check the path")
-    if path.is_dir():
-        raise PipelineError(f"photo {path} is a directory, not an image file")
-    image = _open_checked(path, max_pixels)
+    image = open_image(path, "photo", max_pixels)
+    low = None
+    if is_sixteen_bit(image):
+        low = open_image(path, "photo", max_pixels)
+        select_low_bytes(low)
+    image = decode(image, path, "photo", max_pixels)
+    wide = None
+    if low is not None:
+        with decode(low, path, "photo", max_pixels):
+            wide = (np.asarray(image).astype(np.uint16) << 8) | np.asarray(low)
     try:
         fmt = image.format or path.suffix.lstrip(".").upper()
+        if fmt == "MPO":  # a phone's multi-picture JPEG: its first picture is the photo
+            fmt = "JPEG"
         icc_profile = image.info.get("icc_profile") or None
         exif = image.getexif()
         orientation = int(exif.get(EXIF_ORIENTATION_TAG, 1) or 1)
@@ -111,7 +102,12 @@ def load_photo(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> Photo:
     except (OSError, ValueError, SyntaxError) as exc:
         image.close()
         raise PipelineError(f"photo {path} is damaged or truncated ({exc})") from None
-    rgb, alpha = to_rgb(upright)
+    if wide is not None:
+        wide = np.ascontiguousarray(upright_samples(wide, orientation))
+        rgb = np.rint(wide[:, :, :3] / 257.0).astype(np.uint8)
+        alpha = np.rint(wide[:, :, 3] / 257.0).astype(np.uint8) if wide.shape[2] == 4 else None
+    else:
+        rgb, alpha = to_rgb(upright)
     return Photo(
         path=path,
         image=upright,
@@ -121,48 +117,8 @@ def load_photo(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> Photo:
         icc_profile=icc_profile,
         exif=exif_bytes,
         orientation=orientation,
+        wide=wide,
     )
-
-
-def _open_checked(path: Path, max_pixels: int) -> Image.Image:
-    """Open and fully decode ``path`` with our own size limit instead of PIL's global one."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-    except Image.DecompressionBombError as exc:
-        raise PipelineError(
-            f"photo {path} is absurdly large ({exc}); downscale it below "
-            f"{max_pixels / 1e6:.0f} megapixels first"
-        ) from None
-    except UnidentifiedImageError:
-        raise PipelineError(
-            f"photo {path} is not an image format dragpipe can read "
-            "(use JPEG, PNG, TIFF, WebP, BMP, ...)"
-        ) from None
-    except OSError as exc:
-        raise PipelineError(f"photo {path} cannot be read: {exc}") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        image.close()
-        raise PipelineError(
-            f"photo {path} is absurdly large ({width}x{height} = {width * height / 1e6:.0f} "
-            f"megapixels, limit {max_pixels / 1e6:.0f}); downscale it first"
-        )
-    if width < 1 or height < 1:
-        image.close()
-        raise PipelineError(f"photo {path} is empty ({width}x{height} pixels)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image.load()
-    except Image.DecompressionBombError as exc:
-        image.close()
-        raise PipelineError(f"photo {path} is absurdly large ({exc}); downscale it first") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        image.close()
-        raise PipelineError(f"photo {path} is damaged or truncated ({exc})") from None
-    return image
 
 
 def to_rgb(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:

@@ -1,37 +1,48 @@
 """Write the composited photo: same format, size and mode as the input, metadata kept.
 
 - Pixels: only the pixels the composite touched are re-encoded into the photo's original
-  mode (8-bit RGB/grey, 16-bit grey, palette, CMYK, ...); every other pixel is copied from
-  the original image, so the decoded output equals the input bit for bit there (for JPEG,
-  up to the re-encoding error; see below). Alpha is copied unchanged.
-- Metadata: ICC profile and EXIF are kept; EXIF orientation is 1 because the loader rotated
-  the pixels upright (normalised once), and the provenance note records the original tag.
-  The note ("edited with dragpipe (DragGAN)") goes into a PNG text chunk, the JPEG comment
-  plus EXIF Software/ImageDescription, or the TIFF/WebP/GIF equivalents.
-- JPEG: ``jpeg_quality='keep'`` re-encodes with the input's own quantisation tables and
-  chroma subsampling (tables transposed when the orientation turned the pixels a quarter),
-  so the untouched area decodes to within about one grey level on average of the decoded
-  input (measured: 0.2-0.8 mean, 99.9th percentile 7, at the same file size; quality 95
-  gives 0.5-1.0 at twice the size); an integer sets the quality instead. WebP is written lossless.
-  ``output_format='png'`` writes lossless PNG whatever the input was.
-- The input file is never overwritten; the file appears atomically (temporary file in the
-  same folder, then ``os.replace``).
+  mode (8-bit RGB/grey, 16-bit grey, 16-bit RGB(A) PNG, palette, CMYK, ...); every other
+  pixel is copied from the original, so the decoded output equals the input bit for bit
+  there. Alpha is copied unchanged.
+- JPEG (``jpeg_quality='keep'``, the default): the input's own DCT coefficients are kept for
+  every 8x8 block the edit did not touch and the touched blocks get the change added, with
+  the input's quantisation tables and chroma subsampling (``pipeline.jpeg_blocks``); the
+  file keeps its EXIF orientation (its blocks are the stored, unrotated grid). Decoded, the
+  untouched area is the input's decoded pixels exactly; a no-op edit gives the input's
+  pixels. JPEGs that are not YCbCr or grey (CMYK, YCCK) are re-encoded whole with the
+  input's tables (about one level off on average); an integer ``jpeg_quality`` re-encodes
+  the whole image at that quality.
+- 16-bit RGB(A) PNG: written in 16 bits (``pipeline.png16``); untouched samples keep their
+  16-bit values, touched ones are the composite's value x 257.
+- Metadata: ICC profile and EXIF are kept; except for the JPEG block edit above, EXIF
+  orientation is 1 because the loader rotated the pixels upright (normalised once), and the
+  provenance note records the original tag. The note ("edited with dragpipe (DragGAN)")
+  goes into a PNG text chunk, the JPEG comment plus EXIF Software/ImageDescription, or the
+  TIFF/WebP/GIF equivalents. WebP is written lossless; ``output_format='png'`` writes
+  lossless PNG whatever the input was.
+- The input file is never overwritten; the file appears atomically, with the user's umask
+  (``draggan.atomic_write``).
 """
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, JpegImagePlugin, PngImagePlugin
 
+from draggan.atomic_write import write_bytes_atomic
 from draggan.version import __version__
-from pipeline.composite.compose import CompositeResult
-from pipeline.composite.config import CompositeConfig
+from pipeline.compositing.compose import CompositeResult
+from pipeline.compositing.config import CompositeConfig
 from pipeline.errors import PipelineError, UsageError
-from pipeline.photo import Photo
+from pipeline.image_files import ImageFileError, open_image
+from pipeline.jpeg_blocks import NotBlockEditable, edit_blocks, metadata_carrier
+from pipeline.orientation import TRANSPOSING
+from pipeline.photo import EXIF_ORIENTATION_TAG, Photo
+from pipeline.png16 import encode_png16
 
 EXIF_IMAGE_DESCRIPTION = 0x010E
 EXIF_SOFTWARE = 0x0131
@@ -40,13 +51,12 @@ TIFF_IMAGE_DESCRIPTION = 270
 _SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N")
 _GREY_MODES = ("L", "LA", "La")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)  # PIL's RGB -> L weights
-_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
-def provenance_note(photo: Photo) -> str:
+def provenance_note(photo: Photo, orientation_kept: bool = False) -> str:
     """The metadata note saying how the file was made."""
     note = f"Edited with dragpipe {__version__} (DragGAN drag editing of the face)"
-    if photo.orientation != 1:
+    if photo.orientation != 1 and not orientation_kept:
         note += f"; EXIF orientation {photo.orientation} normalised to 1 (pixels rotated upright)"
     return note
 
@@ -54,8 +64,10 @@ def provenance_note(photo: Photo) -> str:
 def working_rgb(photo: Photo) -> np.ndarray:  # [H, W, 3] float32, 0..255
     """The photo's pixels as RGB floats at the original's full precision.
 
-    16-bit grey keeps its fraction (value / 257); other modes are ``photo.rgb``.
+    16-bit grey and 16-bit RGB keep their fraction (value / 257); other modes are ``photo.rgb``.
     """
+    if photo.wide is not None:
+        return (photo.wide[:, :, :3] / 257.0).astype(np.float32)
     grey = _wide_grey(photo.image)
     if grey is None:
         return photo.rgb.astype(np.float32)
@@ -64,27 +76,13 @@ def working_rgb(photo: Photo) -> np.ndarray:  # [H, W, 3] float32, 0..255
 
 
 def encode_native(photo: Photo, result: CompositeResult | np.ndarray) -> Image.Image:
-    """The output image in the photo's original mode: original pixels where untouched.
+    """The output image in the photo's original (PIL) mode: original pixels where untouched.
 
     ``result`` is a ``CompositeResult`` (touched = weight > 0) or an [H, W, 3] uint8 RGB
     array (touched = differs from ``photo.rgb``).
     """
     image = photo.image
-    width, height = image.size
-    if isinstance(result, CompositeResult):
-        rgb, changed = result.rgb, result.changed
-    else:
-        rgb = np.asarray(result)
-        if rgb.shape != (height, width, 3):
-            raise PipelineError(
-                f"result for {photo.path} must be [{height}, {width}, 3], got shape {rgb.shape}"
-            )
-        changed = np.any(rgb != photo.rgb, axis=2)
-    if rgb.shape[:2] != (height, width):
-        raise PipelineError(
-            f"result for {photo.path} is {rgb.shape[1]}x{rgb.shape[0]} but the photo is "
-            f"{width}x{height}"
-        )
+    rgb, changed = _result_arrays(photo, result)
     if not changed.any():
         return image.copy()
     values = np.clip(rgb[changed].astype(np.float64), 0.0, 255.0)  # [N, 3]
@@ -119,6 +117,32 @@ def encode_native(photo: Photo, result: CompositeResult | np.ndarray) -> Image.I
     return _converted_paste(image, photo.rgb, values, changed)
 
 
+def _result_arrays(
+    photo: Photo, result: CompositeResult | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:  # [H, W, 3] 0..255, [H, W] bool (touched)
+    width, height = photo.image.size
+    if isinstance(result, CompositeResult):
+        rgb, changed = result.rgb, result.changed
+    else:
+        rgb = np.asarray(result)
+        if rgb.shape != (height, width, 3):
+            raise PipelineError(
+                f"result for {photo.path} must be [{height}, {width}, 3], got shape {rgb.shape}"
+            )
+        changed = np.any(rgb != photo.rgb, axis=2)
+    if rgb.shape[:2] != (height, width):
+        raise PipelineError(
+            f"result for {photo.path} is {rgb.shape[1]}x{rgb.shape[0]} but the photo is "
+            f"{width}x{height}"
+        )
+    return rgb, changed
+
+
+def output_format(photo: Photo, config: CompositeConfig) -> str:
+    """The PIL format name of the output file."""
+    return photo.format.upper() if config.output_format == "same" else "PNG"
+
+
 def save_output(
     photo: Photo,
     result: CompositeResult | np.ndarray,
@@ -129,7 +153,7 @@ def save_output(
     config = config or CompositeConfig()
     path = Path(path)
     _refuse_input(photo, path)
-    fmt = photo.format.upper() if config.output_format == "same" else "PNG"
+    fmt = output_format(photo, config)
     expected = Image.registered_extensions().get(path.suffix.lower())
     if expected != fmt and not (fmt == "JPEG" and expected == "JPEG2000"):
         raise UsageError(
@@ -139,25 +163,69 @@ def save_output(
         )
     if not path.parent.is_dir():
         raise PipelineError(f"output folder {path.parent} does not exist: create it first")
+    data = encode_output(photo, result, config)
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as exc:
+        raise PipelineError(f"cannot write output {path}: {exc}") from None
+    return path
+
+
+def encode_output(
+    photo: Photo, result: CompositeResult | np.ndarray, config: CompositeConfig | None = None
+) -> bytes:
+    """The bytes of the output file (``save_output`` without the file)."""
+    config = config or CompositeConfig()
+    fmt = output_format(photo, config)
+    if fmt == "JPEG" and config.jpeg_quality == "keep" and photo.format == "JPEG":
+        try:
+            return _jpeg_keeping_blocks(photo, result)
+        except NotBlockEditable:
+            pass  # not YCbCr or grey: re-encoded whole below, with the input's tables
+    if fmt == "PNG" and photo.wide is not None:
+        return _png_sixteen_bit(photo, result)
     image = encode_native(photo, result)
     if fmt == "JPEG" and image.mode not in ("L", "RGB", "CMYK"):
         raise PipelineError(
-            f"cannot write a {image.mode} image as JPEG to {path}; set composite.output_format: png"
+            f"cannot write a {image.mode} image as JPEG for {photo.path}; "
+            "set composite.output_format: png"
         )
-    params = _save_params(photo, image, fmt, config)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    params = _save_params(photo, image, fmt)
+    if fmt == "JPEG":
+        params.update(_jpeg_params(photo, config))
+    stream = io.BytesIO()
     try:
-        with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format=fmt, **params)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException as exc:
-        Path(temp_name).unlink(missing_ok=True)
-        if isinstance(exc, OSError | ValueError):
-            raise PipelineError(f"cannot write output {path}: {exc}") from None
-        raise
-    return path
+        image.save(stream, format=fmt, **params)
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"cannot encode the output of {photo.path} as {fmt}: {exc}") from None
+    return stream.getvalue()
+
+
+def _jpeg_keeping_blocks(photo: Photo, result: CompositeResult | np.ndarray) -> bytes:
+    """The input JPEG with only the touched blocks' coefficients changed (orientation kept)."""
+    if photo.image.mode not in ("RGB", "L"):
+        raise NotBlockEditable(f"its mode is {photo.image.mode}")
+    rgb, changed = _result_arrays(photo, result)
+    params = _save_params(photo, photo.image, "JPEG", orientation_kept=True)
+    meta = metadata_carrier(photo.image.mode, params)
+    # An 8-bit photo: photo.rgb is exactly what the composite started from.
+    data, _ = edit_blocks(photo.path, photo.rgb, rgb, changed, photo.orientation, meta)
+    return data
+
+
+def _png_sixteen_bit(photo: Photo, result: CompositeResult | np.ndarray) -> bytes:
+    """A 16-bit PNG: the original samples where untouched, the result x 257 where touched."""
+    rgb, changed = _result_arrays(photo, result)
+    samples = photo.wide.copy()  # [H, W, 3|4] uint16
+    values = np.clip(rgb[changed].astype(np.float64), 0.0, 255.0)  # [N, 3]
+    samples[changed, :3] = np.rint(values * 257.0).astype(np.uint16)
+    params = _save_params(photo, photo.image, "PNG")
+    params.pop("transparency", None)  # written by encode_png16 with 16-bit values
+    carrier = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(carrier, format="PNG", **params)
+    key = photo.image.info.get("transparency")
+    key = tuple(key) if isinstance(key, tuple) and len(key) == 3 else None
+    return encode_png16(samples, carrier.getvalue(), key)
 
 
 def _refuse_input(photo: Photo, path: Path) -> None:
@@ -172,19 +240,22 @@ def _refuse_input(photo: Photo, path: Path) -> None:
         )
 
 
-def _save_params(photo: Photo, image: Image.Image, fmt: str, config: CompositeConfig) -> dict:
-    note = provenance_note(photo)
+def _save_params(
+    photo: Photo, image: Image.Image, fmt: str, orientation_kept: bool = False
+) -> dict:
+    """PIL save parameters carrying the metadata (not the JPEG quality settings)."""
+    note = provenance_note(photo, orientation_kept)
     params: dict = {}
     if photo.icc_profile:
         params["icc_profile"] = photo.icc_profile
     dpi = photo.image.info.get("dpi")
     if dpi and fmt in ("JPEG", "PNG", "TIFF"):
         params["dpi"] = dpi
-    exif = _exif_with_note(photo, note, create=fmt in ("JPEG", "TIFF", "WEBP"))
+    orientation = photo.orientation if orientation_kept else 1
+    exif = _exif_with_note(photo, note, fmt in ("JPEG", "TIFF", "WEBP"), orientation)
     if exif is not None and fmt in ("JPEG", "PNG", "TIFF", "WEBP"):
         params["exif"] = exif
     if fmt == "JPEG":
-        params.update(_jpeg_params(photo, config))
         comment = photo.image.info.get("comment")
         if isinstance(comment, bytes):
             comment = comment.decode("latin-1")
@@ -215,20 +286,21 @@ def _save_params(photo: Photo, image: Image.Image, fmt: str, config: CompositeCo
 
 
 def _jpeg_params(photo: Photo, config: CompositeConfig) -> dict:
+    """Quality settings of a whole-image JPEG encode (the block edit needs none)."""
     if config.jpeg_quality != "keep":
         quality = int(config.jpeg_quality)
         return {"quality": quality, "subsampling": 0 if quality >= 90 else 2}
     try:
-        with Image.open(photo.path) as source:
+        with open_image(photo.path, "photo") as source:
             if source.format != "JPEG":
                 return {"quality": 95, "subsampling": 0}
             tables = {k: list(v) for k, v in source.quantization.items()}  # natural order
-            if photo.orientation in _TRANSPOSING_ORIENTATIONS:
+            if photo.orientation in TRANSPOSING:
                 # The pixels were turned a quarter: the block frequencies swap axes too.
                 tables = {k: np.reshape(v, (8, 8)).T.ravel().tolist() for k, v in tables.items()}
             sampling = JpegImagePlugin.get_sampling(source)
             progressive = bool(source.info.get("progressive") or source.info.get("progression"))
-    except OSError as exc:
+    except (ImageFileError, OSError) as exc:
         raise PipelineError(
             f"cannot re-read {photo.path} for its JPEG quantisation tables ({exc}); "
             "set composite.jpeg_quality to a number"
@@ -239,7 +311,7 @@ def _jpeg_params(photo: Photo, config: CompositeConfig) -> dict:
     return params
 
 
-def _exif_with_note(photo: Photo, note: str, create: bool) -> bytes | None:
+def _exif_with_note(photo: Photo, note: str, create: bool, orientation: int = 1) -> bytes | None:
     if photo.exif is None and not create:
         return None
     exif = Image.Exif()
@@ -248,8 +320,8 @@ def _exif_with_note(photo: Photo, note: str, create: bool) -> bytes | None:
     exif[EXIF_SOFTWARE] = f"dragpipe {__version__} (DragGAN)"
     if EXIF_IMAGE_DESCRIPTION not in exif:
         exif[EXIF_IMAGE_DESCRIPTION] = note
-    if 0x0112 in exif:
-        exif[0x0112] = 1
+    if orientation != 1 or EXIF_ORIENTATION_TAG in exif:
+        exif[EXIF_ORIENTATION_TAG] = orientation
     return exif.tobytes()
 
 

@@ -1,9 +1,10 @@
-"""Run a spec: per photo align -> invert -> each edit -> composite, each stage cached.
+"""Run a spec: the serial executor of its ``JobGraph`` (``pipeline.plan``).
 
-Photos are independent: with ``keep_going`` a failing photo is reported and the others go
-on. Edits run in dependency order (an edit with ``from: <other>`` starts from the other
-edit's latent). Every stage result comes from the store when its key is there; the files a
-user sees are then copied into ``<out>/<photo id>/``:
+Photo by photo: the alignment job, then the jobs its faces call for (inversions, drags in
+dependency order, composites), each through ``pipeline.execute.run_job`` (cached or
+computed), each recompute announced with its reason. Photos are independent: with
+``keep_going`` a failing photo is reported and the others go on. After each composite the
+files a user sees are copied from the store into ``<out>/<photo id>/``:
 
 - ``<edit>.<ext>``: the edited photo, same format as the input;
 - ``<edit>_before.png`` / ``<edit>_after.png``: the aligned face before and after the drag;
@@ -14,33 +15,36 @@ With ``face: all`` the per-face files get ``_face<i>`` after the edit name.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from draggan.atomic_write import atomic_write
 from draggan.errors import DragganError
 from inversion.errors import InversionError
 from inversion.metrics import describe as describe_inversion
 from pipeline.errors import PipelineError, UsageError
-from pipeline.plan import PhotoPlan, plan_photos
+from pipeline.execute import CACHED, Outcome, judge, run_job
+from pipeline.jobs import Job
+from pipeline.plan import JobGraph, PhotoPlan
 from pipeline.progress import Display
+from pipeline.spec import Spec
 from pipeline.stages import STAGES
 from pipeline.stages import align as align_stage
 from pipeline.stages import composite as composite_stage
-from pipeline.stages import edit as edit_stage
-from pipeline.stages import invert as invert_stage
-from pipeline.stages.common import Outcome, StageContext
-from pipeline.stages.generator import generator_resolution
-from pipeline.store import Result, RunLock, Store
+from pipeline.stages.composite import CompositeTask
+from pipeline.stages.context import StageContext
+from pipeline.stages.edit import BEFORE, EDITED, TRAJECTORY
+from pipeline.store import Result, RunLock
 from pipeline.store.keys import sha256_file
 
 
 @dataclass
 class RunOptions:
+    """How to run a spec (nothing here changes a result, so nothing here is in a key)."""
+
     workdir: Path
     out: Path
     only: str | None = None  # stop after this stage (its upstream stages run as needed)
@@ -96,8 +100,8 @@ def check_perceptual_weights(plans: list[PhotoPlan]) -> None:
     from inversion import check_weights
 
     for plan in plans:
-        check_weights(plan.project_config.lpips_net, plan.project_config.perceptual_backbone)
-        check_weights(plan.tune_config.lpips_net, plan.tune_config.perceptual_backbone)
+        check_weights(plan.project.lpips_net, plan.project.perceptual_backbone)
+        check_weights(plan.tune.lpips_net, plan.tune.perceptual_backbone)
 
 
 def forced_stages(force: str | None) -> frozenset[str]:
@@ -107,19 +111,17 @@ def forced_stages(force: str | None) -> frozenset[str]:
     return frozenset(STAGES[STAGES.index(force) :])
 
 
-def make_context(spec: Any, options: RunOptions, display: Display) -> StageContext:
-    store = Store(options.workdir, report=display.warn)
-    return StageContext(
-        store=store,
-        display=display,
-        device=resolve_device(options.device),
-        generator_path=Path(spec.generator),
-        force=options.force,
-        checkpoint_every=options.checkpoint_every,
+def make_context(spec: Spec, options: RunOptions, display: Display) -> StageContext:
+    return StageContext.open(
+        options.workdir,
+        Path(spec.generator),
+        resolve_device(options.device),
+        display,
+        options.checkpoint_every,
     )
 
 
-def run_spec(spec: Any, options: RunOptions, display: Display) -> RunReport:
+def run_spec(spec: Spec, options: RunOptions, display: Display) -> RunReport:
     """Run every photo of ``spec``; returns the report (the caller prints it)."""
     options.workdir.mkdir(parents=True, exist_ok=True)
     report = RunReport()
@@ -130,12 +132,11 @@ def run_spec(spec: Any, options: RunOptions, display: Display) -> RunReport:
     )
     with lock:
         ctx = make_context(spec, options, display)
-        resolution = generator_resolution(ctx)
-        plans = plan_photos(spec, resolution)
-        check_perceptual_weights(plans)
-        for plan in plans:
+        graph = JobGraph.of(spec, ctx)
+        check_perceptual_weights(graph.photos)
+        for plan in graph.photos:
             try:
-                _run_photo(ctx, plan, options, report)
+                _run_photo(ctx, graph, plan, options, report)
             except Exception as exc:
                 known = isinstance(exc, (PipelineError, DragganError, InversionError))
                 if not options.keep_going and (not known or isinstance(exc, UsageError)):
@@ -149,101 +150,68 @@ def run_spec(spec: Any, options: RunOptions, display: Display) -> RunReport:
     return report
 
 
-def _row(plan: PhotoPlan, stage: str, what: str, outcome: Outcome, metrics: str = "") -> Row:
-    return Row(
-        plan.photo_id,
-        stage,
-        what,
-        "computed" if outcome.computed else "cached",
-        outcome.seconds,
-        metrics,
-    )
+def _run(ctx: StageContext, job: Job, options: RunOptions) -> Outcome:
+    """``run_job``, saying first why the job will be computed (as ``status`` does)."""
+    forced = job.stage in options.force
+    status = judge(ctx.store, job, forced)
+    if status.state != CACHED:
+        ctx.display.info(f"{job.label} {job.stage}: computing ({status.why})")
+    return run_job(ctx, job, force=forced)
 
 
-def _run_photo(ctx: StageContext, plan: PhotoPlan, options: RunOptions, report: RunReport) -> None:
-    store, pid = ctx.store, plan.photo_id
-    label = pid
-    align = align_stage.run(
-        ctx, plan.path, plan.landmarks, plan.face, plan.align_config, plan.resolution
-    )
-    store.write_ref(pid, "align", align.material)
-    for note in align.result.manifest.get("info", {}).get("warnings", []):
+def _row(outcome: Outcome, what: str, metrics: str = "") -> Row:
+    job = outcome.job
+    status = "computed" if outcome.computed else "cached"
+    return Row(job.photo, job.stage, what, status, outcome.seconds, metrics)
+
+
+def _run_photo(
+    ctx: StageContext, graph: JobGraph, plan: PhotoPlan, options: RunOptions, report: RunReport
+) -> None:
+    pid = plan.photo_id
+    align = _run(ctx, graph.align_job(plan), options)
+    for note in align.result.info.get("warnings", []):
         ctx.display.warn(f"photo {pid}: {note}")
     faces = align_stage.faces(align.result)
-    report.rows.append(_row(plan, "align", f"{len(faces)} face(s)", align))
-    if options.only == "align":
-        return
-
-    inverts: list[Result] = []
-    for k, record in enumerate(faces):
-        face_label = f"{label} face {record['index']}" if len(faces) > 1 else label
-        outcome = invert_stage.run(
-            ctx, align.result, k, plan.project_config, plan.tune_config, face_label
-        )
-        store.write_ref(pid, f"invert-face{k}", outcome.material)
-        m = outcome.result.metrics
-        report.rows.append(
-            _row(plan, "invert", f"face {record['index']}", outcome, describe_inversion(m))
-        )
-        inverts.append(outcome.result)
-    if options.only == "invert":
-        return
-
-    edits_done: dict[str, dict[int, Result]] = {}
+    report.rows.append(_row(align, f"{len(faces)} face(s)"))
+    last = STAGES.index(options.only) if options.only else len(STAGES) - 1
     outputs: list[Path] = []
-    for edit in plan.edits:
-        results: dict[int, Result] = {}
-        for k in edit.face_indices(faces):
-            record = faces[k]
-            start = edits_done[edit.start].get(k) if edit.start else None
-            key = edit_stage.material(
-                inverts[k].key,
-                start.key if start is not None else None,
-                k,
-                edit.drag_config,
-                edit.key_params,
-                edit.mask_digest(store),
-            )
-            what = edit.name + _face_suffix(record, faces)
-            outcome = edit_stage.run(
-                ctx,
-                key,
-                inverts[k],
-                start,
-                lambda record=record, edit=edit: edit.resolve(record),
-                edit.drag_config,
-                f"{label} {what}",
-            )
-            store.write_ref(pid, f"edit-{edit.name}-face{k}", key)
-            metrics = _edit_metrics(outcome.result.metrics)
-            report.rows.append(_row(plan, "edit", what, outcome, metrics))
-            results[k] = outcome.result
-        edits_done[edit.name] = results
-        if options.only == "edit":
+    for job in graph.face_jobs(plan, faces):
+        if STAGES.index(job.stage) > last:
             continue
-        ks = sorted(results)
-        outcome = composite_stage.run(
-            ctx,
-            plan.path,
-            align.result,
-            ks,
-            [inverts[k] for k in ks],
-            [results[k] for k in ks],
-            edit.composite_config,
-        )
-        store.write_ref(pid, f"composite-{edit.name}", outcome.material)
-        touched = 100 * outcome.result.metrics.get("touched_fraction", 0)
-        report.rows.append(_row(plan, "composite", edit.name, outcome, f"touched {touched:.1f}%"))
-        picked = [(faces[k], results[k]) for k in ks]
-        outputs += _materialise(options.out / pid, edit.name, outcome.result, picked, len(faces))
-    report.outputs[pid] = outputs
+        outcome = _run(ctx, job, options)
+        report.rows.append(_row(outcome, job.what, _metrics(outcome.result)))
+        if isinstance(job.task, CompositeTask):
+            task = job.task
+            edits = [
+                (faces[k], ctx.store.result(ref))
+                for k, ref in zip(task.faces, task.edits, strict=True)
+            ]
+            folder = options.out / pid
+            outputs += _materialise(folder, task.edit, outcome.result, edits, len(faces))
+    if last > STAGES.index("invert"):
+        report.outputs[pid] = outputs
 
 
-def _face_suffix(record: dict[str, Any], faces: list[dict[str, Any]]) -> str:
-    return f" (face {record['index']})" if len(faces) > 1 else ""
+def _metrics(result: Result) -> str:
+    """The summary table's metrics column for a result."""
+    if result.stage == "invert":
+        return describe_inversion(result.metrics)
+    if result.stage == "edit":
+        return _edit_metrics(result.metrics)
+    if result.stage == "composite":
+        return _composite_metrics(result.metrics)
+    return ""
 
 
-def _edit_metrics(m: dict[str, Any]) -> str:
+def _composite_metrics(m: dict[str, object]) -> str:
+    touched = 100 * float(m.get("touched_fraction", 0))  # type: ignore[arg-type]
+    if not touched:
+        return "changed nothing: output = input photo"
+    return f"touched {touched:.1f}%" if touched >= 0.1 else f"touched {touched:.1g}%"
+
+
+def _edit_metrics(m: dict[str, object]) -> str:
     dist = m.get("final_distance") or []
     text = ""
     if dist:
@@ -263,9 +231,8 @@ def _copy_if_changed(source: Path, target: Path, digest: str | None = None) -> P
     if target.is_file() and target.stat().st_size == source.stat().st_size:
         if sha256_file(target) == (digest or sha256_file(source)):
             return target
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with atomic_write(target) as tmp:
+        shutil.copyfile(source, tmp)
     return target
 
 
@@ -273,7 +240,7 @@ def _materialise(
     folder: Path,
     name: str,
     composite: Result,
-    edits: list[tuple[dict[str, Any], Result]],
+    edits: list[tuple[align_stage.FaceRecord, Result]],
     face_count: int,
 ) -> list[Path]:
     """Copy one edit's user-facing files from the store into ``folder``."""
@@ -281,12 +248,12 @@ def _materialise(
     digest = composite.manifest["files"][output.name]["sha256"]
     written = [_copy_if_changed(output, folder / f"{name}{output.suffix}", digest)]
     for record, edit in edits:
-        suffix = f"_face{record['index']}" if face_count > 1 else ""
+        suffix = f"_face{record.index}" if face_count > 1 else ""
         files = edit.manifest["files"]
         for stored, shown in (
-            ("before.png", f"{name}{suffix}_before.png"),
-            ("edited.png", f"{name}{suffix}_after.png"),
-            ("trajectory.gif", f"{name}{suffix}_trajectory.gif"),
+            (BEFORE, f"{name}{suffix}_before.png"),
+            (EDITED, f"{name}{suffix}_after.png"),
+            (TRAJECTORY, f"{name}{suffix}_trajectory.gif"),
         ):
             target = folder / shown
             written.append(_copy_if_changed(edit.file(stored), target, files[stored]["sha256"]))

@@ -28,33 +28,6 @@ import torch
 from draggan import Generator, GeneratorConfig
 
 
-def tiny_config(**overrides: Any) -> GeneratorConfig:
-    """A 16x16 generator small enough for fast tests."""
-    base = dict(
-        img_resolution=16,
-        z_dim=8,
-        w_dim=8,
-        mapping_layers=2,
-        channel_base=64,
-        channel_max=8,
-        conv_clamp=256,
-    )
-    base.update(overrides)
-    return GeneratorConfig(**base)
-
-
-def tiny_generator(seed: int = 0, **overrides: Any) -> Generator:
-    """A seeded tiny generator whose parameters are all non-trivial (eval mode)."""
-    torch.manual_seed(seed)
-    G = Generator(tiny_config(**overrides)).eval()
-    with torch.no_grad():
-        for name, p in G.named_parameters():
-            p.add_(torch.randn_like(p) * (0.5 if "noise_strength" in name else 0.1))
-        if hasattr(G.mapping, "w_avg"):
-            G.mapping.w_avg.normal_()
-    return G
-
-
 @contextlib.contextmanager
 def stand_in_modules(numpy_spelling: str = "numpy2") -> Iterator[types.SimpleNamespace]:
     """Register ``torch_utils.persistence``, ``dnnlib.util``, ``dnnlib.tflib.network`` (and

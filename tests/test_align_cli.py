@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.align.preview import FACE_COLOURS
+from pipeline.alignment.preview import FACE_COLOURS
 from pipeline.cli import main
 
 PHOTOS = Path(__file__).resolve().parent.parent / "examples" / "photos"

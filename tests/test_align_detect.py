@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.align import (
+from pipeline.alignment import (
     AlignConfig,
     FaceSelectionError,
     LandmarksFileError,

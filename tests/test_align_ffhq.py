@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.align import (
+from pipeline.alignment import (
     AlignTransform,
     align_image,
     aligned_to_photo,

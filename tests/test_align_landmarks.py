@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.align import LANDMARK_NAMES, landmark_index, landmark_name, load_landmarks_json
-from pipeline.align.errors import LandmarksFileError
-from pipeline.align.landmark_names import ANCHORS, LandmarkNameError
+from pipeline.alignment import LANDMARK_NAMES, landmark_index, landmark_name, load_landmarks_json
+from pipeline.alignment.errors import LandmarksFileError
+from pipeline.alignment.landmark_names import ANCHORS, LandmarkNameError
 from pipeline.errors import UsageError
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-from checkpoint_writers import official_pickle_bytes, tiny_generator
+from checkpoint_writers import official_pickle_bytes
 
+from draggan import save_generator
 from pipeline.cli import main
 
 
-def test_inspect_prints_the_resolved_configuration(tmp_path, capsys):
-    G = tiny_generator(seed=41, c_dim=2, num_fp16_res=2)
+def test_inspect_prints_the_resolved_configuration(tmp_path, capsys, checkpoint_generator):
+    G = checkpoint_generator(seed=41, c_dim=2, num_fp16_res=2)
     path = tmp_path / "net.pkl"
     path.write_bytes(official_pickle_bytes(G, layout="sg3"))
     assert main(["inspect", str(path), "--json"]) == 0
@@ -32,9 +33,9 @@ def test_inspect_prints_the_resolved_configuration(tmp_path, capsys):
     assert f"parameters        {sum(p.numel() for p in G.parameters()):,}" in text
 
 
-def test_inspect_native_file(tmp_path, capsys):
-    G = tiny_generator(seed=42)
-    G.save(tmp_path / "g.safetensors")
+def test_inspect_native_file(tmp_path, capsys, checkpoint_generator):
+    G = checkpoint_generator(seed=42)
+    save_generator(G, tmp_path / "g.safetensors")
     assert main(["inspect", str(tmp_path / "g.json"), "--json"]) == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["format"] == "dragpipe (safetensors + JSON)"

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from checkpoint_writers import tiny_generator
 from safetensors.torch import save_file
 
 import draggan
@@ -14,8 +13,8 @@ from draggan import CheckpointError, load_generator
 from draggan.native_format import load_native, save_generator
 
 
-def test_round_trip_is_bit_exact_from_either_file(tmp_path):
-    G = tiny_generator(seed=21, architecture="resnet", conv_clamp=None)
+def test_round_trip_is_bit_exact_from_either_file(tmp_path, checkpoint_generator):
+    G = checkpoint_generator(seed=21, architecture="resnet", conv_clamp=None)
     weights, descriptor = save_generator(G, tmp_path / "gen.safetensors")
     assert (weights.name, descriptor.name) == ("gen.safetensors", "gen.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gen.json", "gen.safetensors"]
@@ -33,27 +32,27 @@ def test_round_trip_is_bit_exact_from_either_file(tmp_path):
     assert torch.equal(G(z), load_native(weights)(z))
 
 
-def test_generator_save_method_and_suffixless_path(tmp_path):
-    G = tiny_generator(seed=22)
-    G.save(tmp_path / "model")
+def test_save_generator_with_a_suffixless_path(tmp_path, checkpoint_generator):
+    G = checkpoint_generator(seed=22)
+    draggan.save_generator(G, tmp_path / "model")
     assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "model.json").is_file()
     H = load_native(tmp_path / "model.safetensors")
     assert torch.equal(H.mapping.w_avg, G.mapping.w_avg)
     with pytest.raises(CheckpointError, match=r"\.safetensors"):
-        G.save(tmp_path / "model.pt")
+        draggan.save_generator(G, tmp_path / "model.pt")
 
 
-def test_weights_alone_load_without_the_json(tmp_path):
-    G = tiny_generator(seed=23)
+def test_weights_alone_load_without_the_json(tmp_path, checkpoint_generator):
+    G = checkpoint_generator(seed=23)
     weights, descriptor = save_generator(G, tmp_path / "g.safetensors")
     descriptor.unlink()
     assert load_generator(weights).config == G.config
 
 
-def test_changed_weights_are_caught_by_the_json_digest(tmp_path):
-    G = tiny_generator(seed=24)
+def test_changed_weights_are_caught_by_the_json_digest(tmp_path, checkpoint_generator):
+    G = checkpoint_generator(seed=24)
     weights, descriptor = save_generator(G, tmp_path / "g.safetensors")
-    save_generator(tiny_generator(seed=25), tmp_path / "other.safetensors")
+    save_generator(checkpoint_generator(seed=25), tmp_path / "other.safetensors")
     weights.write_bytes((tmp_path / "other.safetensors").read_bytes())
     with pytest.raises(CheckpointError, match="SHA-256"):
         load_generator(descriptor)
@@ -83,8 +82,8 @@ def _rewrite(weights, state, metadata_change=None):
         ),
     ],
 )
-def test_missing_extra_and_misshaped_tensors(tmp_path, edit, message):
-    G = tiny_generator(seed=26)
+def test_missing_extra_and_misshaped_tensors(tmp_path, edit, message, checkpoint_generator):
+    G = checkpoint_generator(seed=26)
     weights, _ = save_generator(G, tmp_path / "g.safetensors")
     state = {k: v.clone() for k, v in G.state_dict().items()}
     edit(state)
@@ -94,8 +93,8 @@ def test_missing_extra_and_misshaped_tensors(tmp_path, edit, message):
     assert "\n" not in str(info.value) and str(weights) in str(info.value)
 
 
-def test_unknown_config_key_and_truncation(tmp_path):
-    G = tiny_generator(seed=27)
+def test_unknown_config_key_and_truncation(tmp_path, checkpoint_generator):
+    G = checkpoint_generator(seed=27)
     weights, _ = save_generator(G, tmp_path / "g.safetensors")
 
     def add_key(metadata):
@@ -112,7 +111,7 @@ def test_unknown_config_key_and_truncation(tmp_path):
         load_generator(weights)
 
 
-def test_bad_device_is_a_one_line_error(tmp_path):
-    weights, _ = save_generator(tiny_generator(seed=28), tmp_path / "g.safetensors")
+def test_bad_device_is_a_one_line_error(tmp_path, checkpoint_generator):
+    weights, _ = save_generator(checkpoint_generator(seed=28), tmp_path / "g.safetensors")
     with pytest.raises(draggan.DragganError, match="'gpu' is not a torch device"):
         load_generator(weights, device="gpu")

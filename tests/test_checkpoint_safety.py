@@ -10,13 +10,7 @@ import subprocess
 
 import pytest
 import torch
-from checkpoint_writers import (
-    dump,
-    official_pickle_bytes,
-    official_tree,
-    stand_in_modules,
-    tiny_generator,
-)
+from checkpoint_writers import dump, official_pickle_bytes, official_tree, stand_in_modules
 
 from draggan import CheckpointError, UnsafeCheckpointError, load_generator
 from draggan.safe_unpickle import parse_legacy_storage, safe_load
@@ -57,9 +51,9 @@ def test_hostile_globals_are_refused_and_nothing_runs(tmp_path, case, protocol):
     assert not marker.exists()
 
 
-def test_hostile_global_inside_a_network_pickle_is_refused(tmp_path):
+def test_hostile_global_inside_a_network_pickle_is_refused(tmp_path, checkpoint_generator):
     marker = tmp_path / "created"
-    G = tiny_generator(seed=31)
+    G = checkpoint_generator(seed=31)
     with stand_in_modules() as ns:
         data = {
             "G_ema": official_tree(G, ns),
@@ -71,9 +65,9 @@ def test_hostile_global_inside_a_network_pickle_is_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_module_source_in_the_pickle_is_never_executed(tmp_path):
+def test_module_source_in_the_pickle_is_never_executed(tmp_path, checkpoint_generator):
     marker = tmp_path / "module_src_ran"
-    G = tiny_generator(seed=32)
+    G = checkpoint_generator(seed=32)
     src = f"open({str(marker)!r}, 'w').write('ran')\ndef update_emas(): pass\n"
     (tmp_path / "g.pkl").write_bytes(official_pickle_bytes(G, module_src=src))
     H = load_generator(tmp_path / "g.pkl")
@@ -106,8 +100,8 @@ def _one_line_error(path, match):
     return str(info.value)
 
 
-def test_truncated_and_corrupt_pickles(tmp_path):
-    data = official_pickle_bytes(tiny_generator(seed=33), protocol=4)
+def test_truncated_and_corrupt_pickles(tmp_path, checkpoint_generator):
+    data = official_pickle_bytes(checkpoint_generator(seed=33), protocol=4)
     path = tmp_path / "g.pkl"
     for cut in (len(data) // 3, len(data) - 1, 3):
         path.write_bytes(data[:cut])
@@ -142,15 +136,15 @@ def test_not_a_checkpoint_missing_empty_and_directory(tmp_path):
         ({"synthesis.b8.conv1.bonus": torch.zeros(1)}, "unexpected.*synthesis.b8.conv1.bonus"),
     ],
 )
-def test_mismatched_official_tensors(tmp_path, override, message):
-    G = tiny_generator(seed=34)
+def test_mismatched_official_tensors(tmp_path, override, message, checkpoint_generator):
+    G = checkpoint_generator(seed=34)
     path = tmp_path / "g.pkl"
     path.write_bytes(official_pickle_bytes(G, state_override=override))
     _one_line_error(path, message)
 
 
-def test_unknown_official_setting_is_named(tmp_path):
-    G = tiny_generator(seed=35)
+def test_unknown_official_setting_is_named(tmp_path, checkpoint_generator):
+    G = checkpoint_generator(seed=35)
     path = tmp_path / "g.pkl"
     path.write_bytes(official_pickle_bytes(G, extra_synthesis_kwargs={"magic": 1}))
     _one_line_error(path, "unknown generator setting.*synthesis.magic")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from checkpoint_writers import tf_pickle_bytes, tiny_generator
+from checkpoint_writers import tf_pickle_bytes
 
 from draggan import CheckpointError, load_generator
 
@@ -13,8 +13,10 @@ from draggan import CheckpointError, load_generator
     ("architecture", "protocol", "numpy_spelling"),
     [("skip", 3, "numpy1"), ("resnet", 4, "numpy2"), ("orig", 3, "numpy2")],
 )
-def test_tf_pickle_converts_to_the_same_generator(tmp_path, architecture, protocol, numpy_spelling):
-    G = tiny_generator(seed=11, architecture=architecture)
+def test_tf_pickle_converts_to_the_same_generator(
+    tmp_path, architecture, protocol, numpy_spelling, checkpoint_generator
+):
+    G = checkpoint_generator(seed=11, architecture=architecture)
     marker = tmp_path / "build_module_src_ran"
     src = f"open({str(marker)!r}, 'w').write('ran')\n"  # must never be executed
     data = tf_pickle_bytes(G, protocol, numpy_spelling, build_module_src=src)
@@ -34,16 +36,16 @@ def test_tf_pickle_converts_to_the_same_generator(tmp_path, architecture, protoc
     torch.testing.assert_close(img_h, img_g, rtol=0, atol=1e-5)
 
 
-def test_tf_pickle_missing_variable_is_named(tmp_path):
-    G = tiny_generator(seed=12)
+def test_tf_pickle_missing_variable_is_named(tmp_path, checkpoint_generator):
+    G = checkpoint_generator(seed=12)
     path = tmp_path / "g.pkl"
     path.write_bytes(tf_pickle_bytes(G, drop="8x8/Conv0_up/mod_weight"))
     with pytest.raises(CheckpointError, match=r"synthesis/8x8/Conv0_up/mod_weight.*missing"):
         load_generator(path)
 
 
-def test_tf_pickle_unknown_setting_is_named(tmp_path):
-    G = tiny_generator(seed=13)
+def test_tf_pickle_unknown_setting_is_named(tmp_path, checkpoint_generator):
+    G = checkpoint_generator(seed=13)
     path = tmp_path / "g.pkl"
     path.write_bytes(tf_pickle_bytes(G, static_kwargs={"fmap_decay": 1.0}))
     with pytest.raises(CheckpointError, match="unknown TensorFlow generator setting.*fmap_decay"):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pipeline.align.transform import AlignTransform, aligned_to_photo
-from pipeline.composite.warp import (
+from pipeline.alignment.transform import AlignTransform, aligned_to_photo
+from pipeline.compositing.warp import (
     sample_affine,
     supersample_factor,
     support_box,

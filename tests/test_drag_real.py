@@ -110,8 +110,8 @@ def runs(G, ws, start):
             handle[None],
             target[None],
             config=DragConfig(mode=mode, **BASE),
-            callback=lambda record, image, images=images: images.append(
-                (record.step, image is not None)
+            callback=lambda progress, images=images: images.append(
+                (progress.step, progress.image is not None)
             ),
         )
         unchanged = all(
@@ -198,7 +198,7 @@ def test_callback_stops_the_drag(G, ws, start):
         handle[None],
         target[None],
         config=DragConfig(**BASE),
-        callback=lambda record, image: record.step == 2,
+        callback=lambda progress: progress.step == 2,
     )
     assert (result.steps, result.stop_reason, result.converged) == (2, "callback", False)
     assert result.history[-1].updated is False

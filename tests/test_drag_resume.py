@@ -43,10 +43,8 @@ class Interrupt(Exception):
 
 @pytest.fixture(scope="module")
 def G():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # bit-identical resumption needs the same thread count
-    yield load_native(WEIGHTS).eval()
-    torch.set_num_threads(before)
+    # Bit-identical resumption needs the same thread count: the suite runs on one (conftest).
+    return load_native(WEIGHTS).eval()
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +78,8 @@ def uninterrupted(G, ws):
     for mode, (config, _) in CASES.items():
         states = {}
 
-        def keep(record, image, state, states=states):
-            states[record.step] = state().to_tensors()
+        def keep(progress, states=states):
+            states[progress.step] = progress.state().to_tensors()
 
         result = drag(G, ws, HANDLE, TARGET, movable_mask(G, mode), config, callback=keep)
         out[mode] = (result, states)
@@ -100,9 +98,9 @@ def test_the_cases_exercise_what_a_state_carries(uninterrupted):
     tensors, meta = fast_states[CASES["fast"][1]]
     assert meta["stall_anchor_step"] > 0 and float(tensors["handles"].frac().abs().sum()) > 0
     assert sorted(k for k in tensors if k.startswith("optimizer.")) == [
-        "optimizer.exp_avg",
-        "optimizer.exp_avg_sq",
-        "optimizer.step",
+        "optimizer.0.exp_avg",
+        "optimizer.0.exp_avg_sq",
+        "optimizer.0.step",
     ]
 
 
@@ -119,9 +117,9 @@ def test_interrupted_drag_resumes_to_the_same_result(G, ws, uninterrupted, mode)
     mask = movable_mask(G, mode)
     saved = {}
 
-    def interrupt(record, image, state):
-        if record.step == k:
-            saved["state"] = roundtrip(state())
+    def interrupt(progress):
+        if progress.step == k:
+            saved["state"] = roundtrip(progress.state())
             raise Interrupt
 
     with pytest.raises(Interrupt):
@@ -131,8 +129,8 @@ def test_interrupted_drag_resumes_to_the_same_result(G, ws, uninterrupted, mode)
 
     later = {}
 
-    def record_states(record, image, state):
-        later[record.step] = state().to_tensors()
+    def record_states(progress):
+        later[progress.step] = progress.state().to_tensors()
 
     resumed = drag(G, ws, HANDLE, TARGET, mask, config, callback=record_states, resume=resume)
     expected, states = uninterrupted[mode]
@@ -150,6 +148,26 @@ def test_interrupted_drag_resumes_to_the_same_result(G, ws, uninterrupted, mode)
     for step, (tensors, meta) in later.items():
         assert same_tensors(tensors, states[step][0]), step
         assert meta == states[step][1], step
+
+
+@pytest.mark.parametrize("mode", ["official", "fast"])
+def test_state_continues_a_drag_capped_at_its_step(G, ws, uninterrupted, mode):
+    """A drag stopped at step k (the editor's Stop) is finished as the drag capped at k:
+    the state of the longer drag continues it and gives exactly the capped drag's result."""
+    config, k = CASES[mode]
+    mask = movable_mask(G, mode)
+    capped = DragConfig(**{**config.to_dict(), "max_steps": k})
+    expected = drag(G, ws, HANDLE, TARGET, mask, capped)
+    assert (expected.steps, expected.stop_reason) == (k, "max_steps")
+    state = roundtrip(DragState.from_tensors(*uninterrupted[mode][1][k]))
+    assert state.config["max_steps"] == config.max_steps != k
+    finished = drag(G, ws, HANDLE, TARGET, mask, capped, resume=state)
+    assert torch.equal(finished.ws, expected.ws) and torch.equal(finished.image, expected.image)
+    assert finished.history == expected.history and finished.stop_reason == "max_steps"
+    # ... but not a drag capped before the state's step.
+    shorter = DragConfig(**{**config.to_dict(), "max_steps": k - 1})
+    with pytest.raises(DragResumeError, match=f"step {k} with {k} records"):
+        drag(G, ws, HANDLE, TARGET, mask, shorter, resume=state)
 
 
 def test_state_of_step_zero_starts_the_drag_afresh(G, ws, uninterrupted):
@@ -185,7 +203,7 @@ def test_a_state_of_another_run_is_refused(G, ws, uninterrupted, change, names):
             change.get("targets", TARGET),
             change.get("mask"),
             DragConfig(**{**config.to_dict(), **change.get("config", {})}),
-            callback=lambda record, image: calls.append(record),
+            callback=calls.append,
             resume=state,
         )
     message = str(info.value)
@@ -223,8 +241,8 @@ def test_state_works_only_during_its_callback(G, ws):
         HANDLE,
         TARGET,
         config=DragConfig(**{**BASE, "max_steps": 1}),
-        callback=lambda record, image, **extra: kept.append(extra["state"]),
+        callback=lambda progress: kept.append(progress.state),
     )
-    assert len(kept) == 2  # a **kwargs callback gets the state too
+    assert len(kept) == 2
     with pytest.raises(DragResumeError, match="only be called during the callback"):
         kept[0]()

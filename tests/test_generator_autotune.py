@@ -6,9 +6,9 @@ import sys
 
 import pytest
 import torch
-from test_generator_network import make, ws_for
+from test_generator_network import make, ws_for  # noqa: F401 (make: the fixture)
 
-from draggan import Generator, GeneratorConfig
+from draggan import Generator, GeneratorConfig, save_generator
 from draggan.autotune import (
     OPS,
     AutotuneError,
@@ -18,9 +18,7 @@ from draggan.autotune import (
     parse_override,
 )
 from pipeline.progress import Display
-from pipeline.stages.common import StageContext
-from pipeline.stages.generator import base_generator
-from pipeline.store import Store
+from pipeline.stages.context import StageContext
 
 CPU = torch.device("cpu")
 
@@ -40,7 +38,7 @@ def relative(a, b):
 
 
 @pytest.mark.parametrize("candidate", OPS["modulated_conv"])
-def test_every_candidate_matches_the_reference_path(candidate):
+def test_every_candidate_matches_the_reference_path(candidate, make):  # noqa: F811 (fixture)
     """Same function, different rounding: images within 2e-5 and every gradient within
     1e-4 of its largest magnitude (measured: about 2e-6), clamps active, batch 2."""
     G = make(architecture="skip", conv_clamp=0.5).requires_grad_(True)
@@ -204,15 +202,11 @@ def test_pipeline_says_when_the_autotune_cache_is_unusable(tmp_path, monkeypatch
     G = Generator(
         GeneratorConfig(img_resolution=8, channel_base=64, channel_max=8, w_dim=8, z_dim=8)
     )
-    G.save(tmp_path / "g")
+    save_generator(G, tmp_path / "g.safetensors")
     out = io.StringIO()
-    ctx = StageContext(
-        store=Store(tmp_path / "work"),
-        display=Display(stream=out, tty=False),
-        device=torch.device("cpu"),
-        generator_path=tmp_path / "g.safetensors",
-    )
-    base = base_generator(ctx)
+    display = Display(stream=out, tty=False)
+    ctx = StageContext.open(tmp_path / "work", tmp_path / "g.safetensors", CPU, display)
+    base = ctx.generators.base()
     with torch.no_grad():
         base.synthesis(base.mapping(torch.zeros(1, 8)))
     assert f"warning: autotune cache {cache} is corrupt" in out.getvalue()

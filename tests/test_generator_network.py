@@ -5,23 +5,26 @@ import copy
 import pytest
 import torch
 
-from draggan import DragganError, Generator, GeneratorConfig
-
-TINY = dict(img_resolution=32, channel_base=512, channel_max=32, z_dim=32, w_dim=32)
+from draggan import DragganError, Generator
 
 
-def make(seed: int = 0, **overrides) -> Generator:
-    """Seeded tiny generator with non-trivial noise strengths, biases and w_avg."""
-    torch.manual_seed(seed)
-    G = Generator(GeneratorConfig(**{**TINY, **overrides})).eval()
-    with torch.no_grad():
-        for name, p in G.named_parameters():
-            if name.endswith("noise_strength"):
-                p.fill_(0.3)
-            elif name.endswith("bias") and "affine" not in name:
-                p.normal_(0, 0.1)
-        G.mapping.w_avg.normal_()
-    return G
+@pytest.fixture
+def make(tiny_generator):
+    """``make(seed=0, **overrides)``: the 32 px tiny generator (32 channels at most, 8
+    mapping layers) with non-trivial noise strengths, biases and w_avg."""
+
+    def build(seed: int = 0, **overrides) -> Generator:
+        G = tiny_generator(32, seed, channel_max=32, mapping_layers=8, **overrides)
+        with torch.no_grad():
+            for name, p in G.named_parameters():
+                if name.endswith("noise_strength"):
+                    p.fill_(0.3)
+                elif name.endswith("bias") and "affine" not in name:
+                    p.normal_(0, 0.1)
+            G.mapping.w_avg.normal_()
+        return G
+
+    return build
 
 
 def ws_for(G: Generator, n: int = 1, seed: int = 1) -> torch.Tensor:
@@ -30,7 +33,7 @@ def ws_for(G: Generator, n: int = 1, seed: int = 1) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("arch", ["skip", "resnet", "orig"])
-def test_shapes_and_num_ws(arch):
+def test_shapes_and_num_ws(arch, make):
     G = make(architecture=arch)
     assert (G.z_dim, G.c_dim, G.w_dim, G.img_resolution, G.img_channels) == (32, 0, 32, 32, 3)
     assert G.num_ws == 8 and G.mapping.num_ws == 8 and G.synthesis.num_ws == 8
@@ -47,7 +50,7 @@ def test_shapes_and_num_ws(arch):
     assert G(torch.randn(2, 32)).shape == (2, 3, 32, 32)
 
 
-def test_state_dict_names_and_shapes_are_nvidias():
+def test_state_dict_names_and_shapes_are_nvidias(make):
     sd = make(architecture="resnet", c_dim=3).state_dict()
     pinned = {
         "mapping.fc0.weight": (32, 64),  # z_dim + embed_features
@@ -76,11 +79,11 @@ def test_state_dict_names_and_shapes_are_nvidias():
     assert len(sd) == 83
     skip_sd = make().state_dict()
     assert "synthesis.b16.torgb.weight" in skip_sd and "mapping.embed.weight" not in skip_sd
-    G2 = Generator(GeneratorConfig(**TINY, architecture="resnet", c_dim=3))
+    G2 = make(seed=1, architecture="resnet", c_dim=3)
     G2.load_state_dict(sd, strict=True)
 
 
-def test_fused_and_unfused_modulation_agree():
+def test_fused_and_unfused_modulation_agree(make):
     G = make(architecture="resnet")
     ws = ws_for(G, n=2)
     a = G.synthesis(ws, fused_modconv=True)
@@ -91,7 +94,7 @@ def test_fused_and_unfused_modulation_agree():
     torch.testing.assert_close(G.synthesis(ws, impl="ref"), ref_b, rtol=0, atol=0)
 
 
-def test_fast_path_matches_reference_order_of_operations():
+def test_fast_path_matches_reference_order_of_operations(make):
     G = make(architecture="skip", conv_clamp=0.5)  # clamp active in several layers
     ws = ws_for(G, n=2)
     grads = {}
@@ -108,7 +111,7 @@ def test_fast_path_matches_reference_order_of_operations():
     assert (fast[2] - ref[2]).abs().max() <= 1e-3 * ref[2].abs().max()
 
 
-def test_features_match_blocks_and_features_at_stops_early():
+def test_features_match_blocks_and_features_at_stops_early(make):
     G = make()
     ws = ws_for(G, n=2)
     img, feats = G.synthesis(ws, return_features=True)
@@ -137,7 +140,7 @@ def test_features_match_blocks_and_features_at_stops_early():
         G.synthesis.features_at(ws, 12)
 
 
-def test_truncation():
+def test_truncation(make):
     G = make()
     z = torch.randn(3, 32)
     ws = G.mapping(z, truncation_psi=0.0)
@@ -148,7 +151,7 @@ def test_truncation():
     torch.testing.assert_close(half[:, :3], (full[:, :3] + G.mapping.w_avg) / 2)
 
 
-def test_conditional_mapping():
+def test_conditional_mapping(make):
     G = make(c_dim=4)
     z = torch.randn(2, 32)
     c = torch.eye(4)[:2]
@@ -161,7 +164,7 @@ def test_conditional_mapping():
         G.mapping(z, torch.zeros(2, 3))
 
 
-def test_noise_modes():
+def test_noise_modes(make):
     G = make()
     ws = ws_for(G)
     const1 = G.synthesis(ws, noise_mode="const")
@@ -175,7 +178,7 @@ def test_noise_modes():
         G.synthesis(ws, noise_mode="off")
 
 
-def test_gradients_reach_ws_and_every_parameter():
+def test_gradients_reach_ws_and_every_parameter(make):
     G = make(architecture="resnet", c_dim=2)
     z = torch.randn(2, 32)
     ws = G.mapping(z, torch.eye(2))
@@ -192,7 +195,7 @@ def test_gradients_reach_ws_and_every_parameter():
     assert g[:, :4].abs().sum() > 0 and g[:, 4:].abs().sum() == 0  # b8 uses ws 0..3 only
 
 
-def test_shape_errors_are_readable():
+def test_shape_errors_are_readable(make):
     G = make()
     with pytest.raises(DragganError, match=r"expected ws \[N, 8, 32\], got ws \[1, 32\]"):
         G.synthesis(torch.zeros(1, 32))
@@ -200,7 +203,7 @@ def test_shape_errors_are_readable():
         G.mapping(torch.zeros(1, 31))
 
 
-def test_deepcopy_and_fp16_request_on_cpu():
+def test_deepcopy_and_fp16_request_on_cpu(make):
     G = make(num_fp16_res=2)
     ws = ws_for(G)
     G2 = copy.deepcopy(G)
@@ -214,7 +217,7 @@ def test_deepcopy_and_fp16_request_on_cpu():
     torch.testing.assert_close(G3.synthesis(ws), img, rtol=0, atol=0)
 
 
-def test_pinned_outputs():
+def test_pinned_outputs(make):
     G = make(seed=123)
     z = torch.randn(1, 32, generator=torch.Generator().manual_seed(7))
     ws = G.mapping(z, truncation_psi=0.7)
@@ -234,7 +237,7 @@ PINNED_MEAN = -0.32072601
 
 
 @pytest.mark.parametrize("arch", ["skip", "orig", "resnet"])
-def test_features_in_windows_equal_the_full_map(arch):
+def test_features_in_windows_equal_the_full_map(arch, make):
     """Windows (inside, at borders, the whole map) computed from the blocks' own windows:
     the full map's values and the same ws gradients, up to rounding."""
     G = make(architecture=arch, img_resolution=64, conv_clamp=None)
@@ -257,7 +260,7 @@ def test_features_in_windows_equal_the_full_map(arch):
         G.synthesis.features_in(ws, 32, [(4, 4, 4, 9)])
 
 
-def test_grad_until_differentiates_only_the_lower_blocks():
+def test_grad_until_differentiates_only_the_lower_blocks(make):
     G = make()
     ws = ws_for(G, n=2).requires_grad_()
     img, feats = G.synthesis(ws, return_features=True)
@@ -269,7 +272,7 @@ def test_grad_until_differentiates_only_the_lower_blocks():
     assert not img_cut.requires_grad
 
 
-def test_grad_ws_makes_the_later_rows_constants():
+def test_grad_ws_makes_the_later_rows_constants(make):
     """ws = cat(optimised, fixed) requires grad as a whole; grad_ws=k keeps the layers of
     rows >= k out of the backward (their styles are constants), values and the optimised
     rows' gradients unchanged."""

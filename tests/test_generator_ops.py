@@ -148,3 +148,27 @@ def test_ops_gradcheck_float64():
             w,
             s,
         )
+
+
+@pytest.mark.parametrize(
+    "kernel,stride,padding,groups",
+    [(3, 2, 0, 1), (3, 2, 1, 1), (3, 2, [1, 0], 2), (1, 2, 0, 1), (4, 2, 1, 1), (3, 3, 1, 1)],
+)
+def test_polyphase_transposed_conv_equals_conv_transpose2d(kernel, stride, padding, groups):
+    """The export form of a strided transposed convolution (stride^2 ordinary convolutions,
+    no ConvTranspose) against torch's, values and gradients."""
+    from draggan.ops.conv_transpose import conv_transpose2d_polyphase
+
+    gen = torch.Generator().manual_seed(kernel * 10 + stride)
+    x = torch.randn(2, 4, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 6 // groups, kernel, kernel, generator=gen, dtype=torch.float64)
+    w.requires_grad_(True)
+    want = F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
+    got = conv_transpose2d_polyphase(x, w, stride=stride, padding=padding, groups=groups)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    probe = torch.randn(want.shape, generator=gen, dtype=torch.float64)
+    grads_want = torch.autograd.grad((want * probe).sum(), [x, w])
+    grads_got = torch.autograd.grad((got * probe).sum(), [x, w])
+    for a, b in zip(grads_got, grads_want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -6,8 +6,8 @@ import lpips
 import numpy as np
 import pytest
 import torch
+from inversion_helpers import PHOTO, render
 from PIL import Image
-from test_inversion_utils import PHOTO, one_thread, render, tiny_generator  # noqa: F401
 
 import inversion
 from inversion.metrics import SAME_PERSON_DISTANCE, describe, identity_scores
@@ -37,7 +37,7 @@ def test_lpips_with_cached_features_equals_the_lpips_package():
     assert float(perceptual(a[None], a[None])) == 0.0
 
 
-def test_evaluate_values():
+def test_evaluate_values(tiny_generator):
     G = tiny_generator(32)
     ws, image = render(G, z_seed=0)
     same = inversion.evaluate(G, ws, image, perceptual_backbone="random")
@@ -68,7 +68,7 @@ def test_identity_of_real_faces():
     assert distance > SAME_PERSON_DISTANCE
 
 
-def test_metrics_say_their_direction_and_threshold():
+def test_metrics_say_their_direction_and_threshold(tiny_generator):
     record = {
         "psnr": 17.0521,
         "lpips": 0.04487,

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_inversion_utils import StopAt, one_thread, render, stop_at, tiny_generator  # noqa: F401
+from inversion_helpers import StopAt, render, stop_at
 
 import inversion
 from inversion import ProjectConfig, ProjectState
@@ -14,7 +14,7 @@ from inversion.schedule import latent_noise_scale, learning_rate
 FAST = dict(perceptual_backbone="random", w_avg_samples=100)
 
 
-def test_projection_recovers_a_rendered_latent():
+def test_projection_recovers_a_rendered_latent(tiny_generator):
     G = tiny_generator(16)
     w_true, target = render(G, z_seed=5)
     losses = []
@@ -31,7 +31,7 @@ def test_projection_recovers_a_rendered_latent():
 
 
 @pytest.mark.parametrize("w_plus", [False, True])
-def test_projection_resumed_equals_uninterrupted(w_plus):
+def test_projection_resumed_equals_uninterrupted(w_plus, tiny_generator):
     G = tiny_generator(16)
     _, target = render(G, z_seed=1)
     config = ProjectConfig(num_steps=8, initial_learning_rate=0.1, w_plus=w_plus, **FAST)
@@ -49,7 +49,7 @@ def test_projection_resumed_equals_uninterrupted(w_plus):
     assert not torch.equal(full[:, 0], full[:, -1]) if w_plus else True
 
 
-def test_resume_refuses_a_state_of_another_run():
+def test_resume_refuses_a_state_of_another_run(tiny_generator):
     G = tiny_generator(16)
     _, target = render(G, z_seed=1)
     config = ProjectConfig(num_steps=4, **FAST)
@@ -65,7 +65,17 @@ def test_resume_refuses_a_state_of_another_run():
         inversion.TuneState.from_tensors(saved["tensors"], saved["meta"])
 
 
-def test_projection_leaves_the_generator_unchanged():
+def test_state_works_only_during_its_callback(tiny_generator):
+    G = tiny_generator(16)
+    _, target = render(G, z_seed=1)
+    offered = []
+    inversion.project(G, target, ProjectConfig(num_steps=2, **FAST), callback=offered.append)
+    assert [p.phase for p in offered] == ["project", "project"]
+    with pytest.raises(InversionError, match="only be called during the callback"):
+        offered[0].state()
+
+
+def test_projection_leaves_the_generator_unchanged(tiny_generator):
     G = tiny_generator(16)
     _, target = render(G, z_seed=2)
     before = {k: v.clone() for k, v in G.state_dict().items()}
@@ -83,7 +93,7 @@ def test_projection_leaves_the_generator_unchanged():
         (torch.zeros(1, 3, 16, 16, dtype=torch.uint8), "target must be a float tensor"),
     ],
 )
-def test_bad_target_is_a_one_line_error(target, message):
+def test_bad_target_is_a_one_line_error(target, message, tiny_generator):
     G = tiny_generator(16)
     with pytest.raises(InversionError, match=message) as error:
         inversion.project(G, target, ProjectConfig(num_steps=1, **FAST))

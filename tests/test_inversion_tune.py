@@ -3,15 +3,7 @@ touches the generator passed in."""
 
 import pytest
 import torch
-from test_inversion_utils import (  # noqa: F401
-    StopAt,
-    one_thread,
-    photo_target,
-    render,
-    states_equal,
-    stop_at,
-    tiny_generator,
-)
+from inversion_helpers import StopAt, photo_target, render, states_equal, stop_at
 
 import inversion
 from inversion import ProjectConfig, TuneConfig, TuneState
@@ -20,7 +12,7 @@ from inversion.errors import ResumeMismatch
 RANDOM = dict(perceptual_backbone="random")
 
 
-def test_tuning_fits_a_real_photo_far_better_than_projection():
+def test_tuning_fits_a_real_photo_far_better_than_projection(tiny_generator):
     G = tiny_generator(32)
     target = photo_target(32)
     before = {k: v.clone() for k, v in G.state_dict().items()}
@@ -54,7 +46,7 @@ def test_tuning_fits_a_real_photo_far_better_than_projection():
 
 
 @pytest.mark.parametrize("locality", [False, True])
-def test_tuning_resumed_equals_uninterrupted(locality):
+def test_tuning_resumed_equals_uninterrupted(locality, tiny_generator):
     G = tiny_generator(32)
     ws, _ = render(G, z_seed=3)
     _, target = render(G, z_seed=4)
@@ -74,7 +66,7 @@ def test_tuning_resumed_equals_uninterrupted(locality):
         inversion.tune(G, ws + 1, target, config, resume=state)
 
 
-def test_tuning_stops_early_at_the_lpips_threshold():
+def test_tuning_stops_early_at_the_lpips_threshold(tiny_generator):
     G = tiny_generator(32)
     ws, target = render(G, z_seed=3)  # G renders the target exactly: LPIPS 0
     steps = []
@@ -83,7 +75,7 @@ def test_tuning_stops_early_at_the_lpips_threshold():
     assert states_equal(G.state_dict(), tuned.state_dict())
 
 
-def test_inversion_loops_synthesise_in_float32_like_pti():
+def test_inversion_loops_synthesise_in_float32_like_pti(tiny_generator):
     """PTI (danielroich/PTI da94d59) calls ``G.synthesis(..., force_fp32=True)`` in its
     projector, coach and locality regulariser: a checkpoint's fp16 blocks run in float32.
     Every synthesis call of projection and tuning (with the regulariser) must ask for it."""

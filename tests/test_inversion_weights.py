@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_inversion_utils import one_thread, render, tiny_generator  # noqa: F401
+from inversion_helpers import render
 
 import inversion
 from inversion import PerceptualWeightsMissing, ProjectConfig, TuneConfig
@@ -16,7 +16,7 @@ def empty_torch_home(tmp_path, monkeypatch):
     return tmp_path / "hub" / "checkpoints"
 
 
-def test_projection_without_vgg_weights_fails_before_any_step(empty_torch_home):
+def test_projection_without_vgg_weights_fails_before_any_step(empty_torch_home, tiny_generator):
     G = tiny_generator(16)
     ws, target = render(G, z_seed=0)
     steps = []
@@ -29,7 +29,7 @@ def test_projection_without_vgg_weights_fails_before_any_step(empty_torch_home):
     assert not empty_torch_home.exists()  # nothing was downloaded or created
 
 
-def test_tuning_and_invert_without_alexnet_weights(empty_torch_home):
+def test_tuning_and_invert_without_alexnet_weights(empty_torch_home, tiny_generator):
     G = tiny_generator(16)
     ws, target = render(G, z_seed=0)
     with pytest.raises(PerceptualWeightsMissing, match="alexnet-owt-7be5be79.pth"):

@@ -1,17 +1,15 @@
 """load_photo: every PIL mode becomes RGB (alpha kept), EXIF orientation is applied, bad
 files are one-line PipelineErrors naming the file."""
 
-import hashlib
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from image_writers import chunk, header_only_png, png16
 from PIL import Image
 
 from pipeline.errors import PipelineError
-from pipeline.photo import EXIF_ORIENTATION_TAG, load_photo, photo_digest, to_rgb
+from pipeline.photo import EXIF_ORIENTATION_TAG, load_photo, to_rgb
 
 PHOTOS = Path(__file__).resolve().parent.parent / "examples" / "photos"
 
@@ -32,21 +30,6 @@ def upright() -> np.ndarray:
     """A small non-symmetric RGB test image [40, 60, 3] (rows != columns)."""
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, size=(40, 60, 3), dtype=np.uint8)
-
-
-def chunk(kind: bytes, data: bytes) -> bytes:
-    """One PNG chunk: length, type, data, CRC."""
-    body = kind + data
-    return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-
-def _png16(path: Path, values: np.ndarray) -> None:
-    """Write a 16-bit RGB PNG (PIL cannot write one) from uint16 [H, W, 3]."""
-    height, width, _ = values.shape
-    rows = b"".join(b"\x00" + values[y].astype(">u2").tobytes() for y in range(height))
-    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows))
-    path.write_bytes(png + chunk(b"IEND", b""))
 
 
 def test_example_photos_load_as_rgb_with_metadata():
@@ -137,11 +120,20 @@ def test_sixteen_bit_grey_png_uses_the_full_range(tmp_path):
 def test_sixteen_bit_rgb_png(tmp_path):
     rng = np.random.default_rng(1)
     values = rng.integers(0, 65536, size=(20, 30, 3), dtype=np.uint16)
-    _png16(tmp_path / "rgb16.png", values)
+    png16(tmp_path / "rgb16.png", values)
     photo = load_photo(tmp_path / "rgb16.png")
     assert photo.rgb.shape == (20, 30, 3)
-    # PIL keeps the high byte of each 16-bit sample.
-    np.testing.assert_array_equal(photo.rgb, (values >> 8).astype(np.uint8))
+    np.testing.assert_array_equal(photo.wide, values)  # the exact samples (PIL: high byte)
+    np.testing.assert_array_equal(photo.rgb, np.rint(values / 257.0).astype(np.uint8))
+    # EXIF orientation 6 (eXIf chunk): the 16-bit samples are turned upright with the image.
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION_TAG] = 6
+    raw = exif.tobytes().removeprefix(b"Exif\x00\x00")
+    png16(tmp_path / "turned16.png", values, extra_chunks=chunk(b"eXIf", raw))
+    photo = load_photo(tmp_path / "turned16.png")
+    assert photo.size == (20, 30) and photo.orientation == 6
+    np.testing.assert_array_equal(photo.wide, np.rot90(values, k=-1))
+    np.testing.assert_array_equal(photo.rgb, np.rint(photo.wide / 257.0).astype(np.uint8))
 
 
 def test_float_and_wide_integer_grey_are_scaled():
@@ -172,18 +164,20 @@ def test_truncated_file_is_reported_as_damaged(tmp_path):
 
 
 def test_absurdly_large_photo_is_refused_before_decoding(tmp_path):
-    # A PNG announcing 100000 x 100000 pixels (10 gigapixels) with almost no data.
-    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    data = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + data + chunk(b"IEND", b""))
-    with pytest.raises(PipelineError, match=r"huge\.png is absurdly large"):
-        load_photo(tmp_path / "huge.png")
-    with pytest.raises(PipelineError, match=r"0\.3 megapixels.*limit|absurdly large"):
+    # 900 megapixels announced: refused from the header with the real size and the limit.
+    huge = header_only_png(tmp_path / "huge.png", 30_000, 30_000)
+    with pytest.raises(PipelineError) as exc:
+        load_photo(huge)
+    message = str(exc.value)
+    assert "huge.png is 30000x30000 pixels (900 megapixels)" in message
+    assert "limit of 250 megapixels" in message and "\n" not in message
+    assert "DecompressionBomb" not in message and "178956970" not in message
+    # 203 MP is under the one limit: not refused for its size (PIL alone refuses it at 179 MP);
+    # this file has no pixel data, so it is reported as truncated.
+    with pytest.raises(PipelineError, match=r"mid\.png is damaged or truncated"):
+        load_photo(header_only_png(tmp_path / "mid.png", 14_500, 14_000))
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # PIL's own setting is left as it was
+    with pytest.raises(
+        PipelineError, match=r"512x600 pixels \(0.307 megapixels\), over .* limit of 0.1 megapixels"
+    ):
         load_photo(PHOTOS / "grace_hopper.jpg", max_pixels=100_000)
-
-
-def test_photo_digest_is_sha256_of_the_bytes(tmp_path):
-    path = PHOTOS / "grace_hopper.jpg"
-    assert photo_digest(path) == hashlib.sha256(path.read_bytes()).hexdigest()
-    with pytest.raises(PipelineError, match="not found"):
-        photo_digest(tmp_path / "missing.png")

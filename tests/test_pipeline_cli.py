@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from pipeline_fixtures import copy_project, first_run
+from pipeline_fixtures import copy_project
 
 from pipeline.cli import main
 from pipeline.store import RunLock, Store
@@ -17,11 +17,6 @@ BLANK_PHOTO = """
       - name: smile
         points: [[[10, 10], [12, 10]]]
 """
-
-
-@pytest.fixture
-def first(tmp_path_factory):
-    return first_run(tmp_path_factory)
 
 
 def _add_blank_photo(spec, first_in_list: bool) -> None:
@@ -51,8 +46,10 @@ def test_usage_errors_exit_2(capsys):
     assert exc.value.code == 2
 
 
-def test_failing_photo_with_keep_going_exits_1_and_the_others_finish(first, tmp_path, capsys):
-    spec, work = copy_project(first, tmp_path)
+def test_failing_photo_with_keep_going_exits_1_and_the_others_finish(
+    pipeline_run, tmp_path, capsys
+):
+    spec, work = copy_project(pipeline_run, tmp_path)
     _add_blank_photo(spec, first_in_list=True)
     out = tmp_path / "out"
     assert main(["run", str(spec), "--workdir", str(work), "--out", str(out), "--keep-going"]) == 1
@@ -66,19 +63,19 @@ def test_failing_photo_with_keep_going_exits_1_and_the_others_finish(first, tmp_
 
 
 def test_interrupted_run_exits_130_and_leaves_the_store_consistent(
-    first, tmp_path, monkeypatch, capsys
+    pipeline_run, tmp_path, monkeypatch, capsys
 ):
     import shutil
 
     from pipeline.stages import edit
 
-    spec, work = copy_project(first, tmp_path)
+    spec, work = copy_project(pipeline_run, tmp_path)
     shutil.rmtree(work / "results" / "edit")
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(edit, "_compute", interrupted)
+    monkeypatch.setattr(edit.EditTask, "compute", interrupted)
     assert main(["-q", "run", str(spec), "--workdir", str(work)]) == 130
     assert "interrupted" in capsys.readouterr().err
     store = Store(work)
@@ -88,8 +85,8 @@ def test_interrupted_run_exits_130_and_leaves_the_store_consistent(
         pass
 
 
-def test_status_says_why_a_stage_will_rerun(first, tmp_path, capsys):
-    spec, work = copy_project(first, tmp_path)
+def test_status_says_why_a_stage_will_rerun(pipeline_run, tmp_path, capsys):
+    spec, work = copy_project(pipeline_run, tmp_path)
     assert main(["status", str(spec), "--workdir", str(work)]) == 0
     assert "8 cached, 0 to be computed, 0 stale" in capsys.readouterr().out
     spec.write_text(spec.read_text().replace("lr: 0.01", "lr: 0.02"))
@@ -103,8 +100,8 @@ def test_status_says_why_a_stage_will_rerun(first, tmp_path, capsys):
     assert len(Store(work).all_results()) == 8
 
 
-def test_clean_removes_what_the_spec_no_longer_uses(first, tmp_path, capsys):
-    spec, work = copy_project(first, tmp_path)
+def test_clean_removes_what_the_spec_no_longer_uses(pipeline_run, tmp_path, capsys):
+    spec, work = copy_project(pipeline_run, tmp_path)
     spec.write_text(spec.read_text().replace("lr: 0.01", "lr: 0.02"))
     assert main(["clean", str(spec), "--workdir", str(work)]) == 0
     assert "removed 6 cached results" in capsys.readouterr().out
@@ -134,8 +131,8 @@ def test_example_spec_is_valid():
     assert spec.photos and all(photo.edits for photo in spec.photos)
 
 
-def test_missing_lpips_weights_fail_before_any_work(first, tmp_path, monkeypatch, capsys):
-    spec, _ = copy_project(first, tmp_path)
+def test_missing_lpips_weights_fail_before_any_work(pipeline_run, tmp_path, monkeypatch, capsys):
+    spec, _ = copy_project(pipeline_run, tmp_path)
     spec.write_text(
         spec.read_text().replace("perceptual_backbone: random", "perceptual_backbone: pretrained")
     )

@@ -11,7 +11,7 @@ import sys
 import textwrap
 
 import pytest
-from pipeline_fixtures import assert_same_files, computed, copy_project, first_run, run
+from pipeline_fixtures import assert_same_files, computed, copy_project, run
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -38,10 +38,9 @@ _KILLED_RUN = textwrap.dedent(
 
 
 @pytest.fixture
-def killed(tmp_path_factory, tmp_path):
+def killed(pipeline_run, tmp_path):
     """(first run, spec, workdir, the killed drag's partial directory)."""
-    first = first_run(tmp_path_factory)
-    spec, work = copy_project(first, tmp_path)
+    spec, work = copy_project(pipeline_run, tmp_path)
     for stage in ("edit", "composite"):  # keep alignment and inversion: not the point
         shutil.rmtree(work / "results" / stage)
     result = subprocess.run(
@@ -53,7 +52,7 @@ def killed(tmp_path_factory, tmp_path):
     assert result.returncode == -9, result.stderr[-2000:]
     assert not (work / "results" / "edit").exists()
     (partial,) = (work / "partial").glob("edit-*")
-    return first, spec, work, partial
+    return pipeline_run, spec, work, partial
 
 
 def _meta(path):
@@ -62,7 +61,7 @@ def _meta(path):
 
 
 def test_run_killed_during_a_drag_resumes_and_matches_an_uninterrupted_run(killed, tmp_path):
-    first, spec, work, partial = killed
+    pipeline_run, spec, work, partial = killed
     checkpoints = partial / "checkpoints"
     meta = _meta(checkpoints / "drag.safetensors")
     # The state of step 2 (two updates done, records of steps 0 and 1) and the frames the
@@ -82,17 +81,17 @@ def test_run_killed_during_a_drag_resumes_and_matches_an_uninterrupted_run(kille
     assert not partial.exists()  # published, checkpoints dropped
     # The same results as the uninterrupted first run (same keys, same files, the
     # trajectory animation with all its frames).
-    assert_same_files(work / "results" / "edit", first[2] / "results" / "edit")
+    assert_same_files(work / "results" / "edit", pipeline_run[2] / "results" / "edit")
     for result in (work / "results" / "edit").iterdir():
         history = json.loads((result / "history.json").read_text())
         expected = json.loads(
-            (first[2] / "results" / "edit" / result.name / "history.json").read_text()
+            (pipeline_run[2] / "results" / "edit" / result.name / "history.json").read_text()
         )
         assert [r["handles"] for r in history] == [r["handles"] for r in expected]
 
 
 def test_a_damaged_drag_checkpoint_is_reported_and_ignored(killed, tmp_path):
-    first, spec, work, partial = killed
+    pipeline_run, spec, work, partial = killed
     state = partial / "checkpoints" / "drag.safetensors"
     meta = _meta(state)
     meta["state"]["inputs_digest"] = "0" * 64  # a state of other ws / points
@@ -105,4 +104,4 @@ def test_a_damaged_drag_checkpoint_is_reported_and_ignored(killed, tmp_path):
     # It was read, then refused by the drag before any step: the drag ran from step 0.
     assert sum("drag: resuming at step 2" in line for line in log) == 1
     assert {stage for stage, _ in computed(report)} == {"edit"}
-    assert_same_files(work / "results" / "edit", first[2] / "results" / "edit")
+    assert_same_files(work / "results" / "edit", pipeline_run[2] / "results" / "edit")

@@ -10,8 +10,7 @@ import sys
 import textwrap
 import time
 
-import pytest
-from pipeline_fixtures import assert_same_files, computed, copy_project, first_run, run
+from pipeline_fixtures import assert_same_files, computed, copy_project, run
 
 from pipeline.cli import main
 from pipeline.store import RunLock, Store
@@ -43,13 +42,8 @@ _KILLED_RUN = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def first(tmp_path_factory):
-    return first_run(tmp_path_factory)
-
-
-def test_run_killed_during_tuning_resumes_and_matches_an_uninterrupted_run(first, tmp_path):
-    spec, work = copy_project(first, tmp_path)
+def test_run_killed_during_tuning_resumes_and_matches_an_uninterrupted_run(pipeline_run, tmp_path):
+    spec, work = copy_project(pipeline_run, tmp_path)
     for stage in ("invert", "edit", "composite"):  # keep the alignment: it is not the point
         shutil.rmtree(work / "results" / stage)
     out = tmp_path / "out"
@@ -78,7 +72,7 @@ def test_run_killed_during_tuning_resumes_and_matches_an_uninterrupted_run(first
     assert computed(report) == {("invert", "face 0")}
     assert not partial.exists()  # published
     # The same result as the uninterrupted first run (same key, same files).
-    assert_same_files(work / "results" / "invert", first[2] / "results" / "invert")
+    assert_same_files(work / "results" / "invert", pipeline_run[2] / "results" / "invert")
 
 
 def _start(spec, work, out, log):
@@ -100,8 +94,8 @@ def _start(spec, work, out, log):
     )
 
 
-def test_two_concurrent_runs_on_one_workdir_take_turns(first, tmp_path):
-    spec, work = copy_project(first, tmp_path)
+def test_two_concurrent_runs_on_one_workdir_take_turns(pipeline_run, tmp_path):
+    spec, work = copy_project(pipeline_run, tmp_path)
     shutil.rmtree(work / "results" / "composite")  # some work left for the runs to do
     lock = RunLock(work)
     lock.acquire()
@@ -124,5 +118,5 @@ def test_two_concurrent_runs_on_one_workdir_take_turns(first, tmp_path):
     assert counts == [0, 3], outputs
     store = Store(work)
     assert len(store.all_results()) == 8 and not list((work / "partial").iterdir())
-    assert_same_files(tmp_path / "out0", first[3])
-    assert_same_files(tmp_path / "out1", first[3])
+    assert_same_files(tmp_path / "out0", pipeline_run[3])
+    assert_same_files(tmp_path / "out1", pipeline_run[3])

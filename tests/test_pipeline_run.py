@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 from PIL import Image
 from pipeline_fixtures import (
     assert_same_files,
     computed,
     copy_project,
     digests,
-    first_run,
-    make_project,
     run,
+    write_spec,
 )
 
 ALL_STAGES = {
@@ -29,13 +27,8 @@ ALL_STAGES = {
 }
 
 
-@pytest.fixture
-def first(tmp_path_factory):
-    return first_run(tmp_path_factory)
-
-
-def test_first_run_computes_everything_and_writes_the_outputs(first):
-    folder, _, _, out, report = first
+def test_first_run_computes_everything_and_writes_the_outputs(pipeline_run):
+    folder, _, _, out, report = pipeline_run
     assert computed(report) == ALL_STAGES
     files = sorted(p.name for p in (out / "hopper").iterdir())
     expected = [
@@ -64,8 +57,8 @@ def test_first_run_computes_everything_and_writes_the_outputs(first):
     assert "3 steps" in edit.metrics
 
 
-def test_second_run_computes_nothing_and_rewrites_identical_files(first):
-    _, spec, work, out, _ = first
+def test_second_run_computes_nothing_and_rewrites_identical_files(pipeline_run):
+    _, spec, work, out, _ = pipeline_run
     before = digests(out)
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     report, warnings = run(spec, work, out)
@@ -75,30 +68,32 @@ def test_second_run_computes_nothing_and_rewrites_identical_files(first):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == mtimes
 
 
-def test_changing_an_edits_points_recomputes_only_that_edit_and_its_composite(first, tmp_path):
-    spec, work = copy_project(first, tmp_path)
-    make_project(spec.parent, brow_landmark="right_eyebrow_outer")  # rewrites spec.yaml
+def test_changing_an_edits_points_recomputes_only_that_edit_and_its_composite(
+    pipeline_run, tmp_path
+):
+    spec, work = copy_project(pipeline_run, tmp_path)
+    write_spec(spec.parent, brow_landmark="right_eyebrow_outer")  # rewrites spec.yaml
     report, _ = run(spec, work, tmp_path / "out")
     assert computed(report) == {("edit", "brow"), ("composite", "brow")}
 
 
-def test_changing_the_inversion_recomputes_inversion_edits_and_composites(first, tmp_path):
-    spec, work = copy_project(first, tmp_path)
-    make_project(spec.parent, tune_steps=5)
+def test_changing_the_inversion_recomputes_inversion_edits_and_composites(pipeline_run, tmp_path):
+    spec, work = copy_project(pipeline_run, tmp_path)
+    write_spec(spec.parent, tune_steps=5)
     report, _ = run(spec, work, tmp_path / "out")
     assert computed(report) == ALL_STAGES - {("align", "1 face(s)")}
 
 
-def test_changing_the_output_folder_recomputes_nothing(first, tmp_path):
-    _, spec, work, out, _ = first
+def test_changing_the_output_folder_recomputes_nothing(pipeline_run, tmp_path):
+    _, spec, work, out, _ = pipeline_run
     report, _ = run(spec, work, tmp_path / "elsewhere")
     assert computed(report) == set()
     assert digests(tmp_path / "elsewhere") == digests(out)
 
 
-def test_damaged_results_of_every_stage_are_detected_and_recomputed(first, tmp_path):
-    _, _, original_work, out, _ = first
-    spec, work = copy_project(first, tmp_path)
+def test_damaged_results_of_every_stage_are_detected_and_recomputed(pipeline_run, tmp_path):
+    _, _, original_work, out, _ = pipeline_run
+    spec, work = copy_project(pipeline_run, tmp_path)
     damaged = {}
     for stage, name in (
         ("align", "faces.json"),
@@ -119,21 +114,21 @@ def test_damaged_results_of_every_stage_are_detected_and_recomputed(first, tmp_p
         assert any(str(target) in w and "damaged" in w for w in warnings), stage
         assert target.is_file()  # recomputed and published again
     assert {stage for stage, _ in computed(report)} == {"align", "invert", "edit", "composite"}
-    # Recomputed results equal the first run's (up to the last bit of a float).
+    # Recomputed results equal the first run's, byte for byte.
     assert_same_files(work / "results", original_work / "results")
     assert_same_files(tmp_path / "out", out)
 
 
-def test_half_written_result_without_manifest_is_not_used(first, tmp_path):
-    spec, work = copy_project(first, tmp_path)
+def test_half_written_result_without_manifest_is_not_used(pipeline_run, tmp_path):
+    spec, work = copy_project(pipeline_run, tmp_path)
     result = sorted((work / "results" / "composite").iterdir())[0]
     (result / "manifest.json").unlink()
     report, warnings = run(spec, work, tmp_path / "out")
     assert len(computed(report)) == 1 and "no manifest" in warnings[0]
 
 
-def test_tuned_generator_is_stored_once_as_a_compact_delta(first):
-    folder, _, work, _, _ = first
+def test_tuned_generator_is_stored_once_as_a_compact_delta(pipeline_run):
+    folder, _, work, _, _ = pipeline_run
     inverts = list((work / "results" / "invert").iterdir())
     assert len(inverts) == 1  # three edits share the one tuned generator
     delta = inverts[0] / "generator.safetensors"
@@ -145,8 +140,8 @@ def test_tuned_generator_is_stored_once_as_a_compact_delta(first):
     assert all(not (e / "generator.safetensors").exists() for e in edits)
 
 
-def test_only_and_force(first, tmp_path):
-    spec, work = copy_project(first, tmp_path)
+def test_only_and_force(pipeline_run, tmp_path):
+    spec, work = copy_project(pipeline_run, tmp_path)
     report, _ = run(spec, work, tmp_path / "out", only="align")
     assert [row.stage for row in report.rows] == ["align"]
     from pipeline.runner import forced_stages
@@ -155,5 +150,5 @@ def test_only_and_force(first, tmp_path):
     assert computed(report) == {r for r in ALL_STAGES if r[0] == "composite"}
     assert np.array_equal(
         np.asarray(Image.open(tmp_path / "out" / "hopper" / "smile.jpg")),
-        np.asarray(Image.open(first[3] / "hopper" / "smile.jpg")),
+        np.asarray(Image.open(pipeline_run[3] / "hopper" / "smile.jpg")),
     )

@@ -10,8 +10,10 @@ import textwrap
 import pytest
 import torch
 
-from pipeline.store import KeyMaterial, LockBusy, RunLock, Store, explain_change
+from draggan.atomic_write import atomic_write
+from pipeline.store import KeyMaterial, LockBusy, Ref, RunLock, Store, explain_change
 from pipeline.store.keys import DigestCache, canonical_json
+from pipeline.store.store import DamagedResult
 
 
 def _material(**params):
@@ -127,6 +129,44 @@ def test_refs_record_the_last_material(tmp_path):
     ref = store.read_ref("p1", "edit-smile")
     assert ref["key"] == _material().key
     assert explain_change(ref["material"], _material(lr=0.5).to_dict()).startswith("drag")
+
+
+def test_store_answers_for_its_layout(tmp_path):
+    store = Store(tmp_path)
+    kept, dropped = _material(), _material(lr=0.5)
+    result = _publish(store, kept)
+    store.begin(dropped).save_checkpoint("tune", {"w": torch.zeros(2)}, {"step": 1})
+    assert store.partials() == [("edit", dropped.key)] and store.partial_size(*store.partials()[0])
+    store.remove_partial("edit", dropped.key)
+    assert store.partials() == []
+    assert store.result(Ref("edit", kept.key)).path == result.path
+    store.remove("edit", kept.key)
+    with pytest.raises(DamagedResult, match="missing"):
+        store.result(Ref("edit", kept.key))
+    store.write_ref("p1", "invert-face1", kept)
+    store.write_ref("p1", "align", kept)
+    assert store.ref_slots("p1") == ["align", "invert-face1"] and store.ref_slots("p2") == []
+    store.drop_refs()
+    assert store.read_ref("p1", "align") is None
+    assert store.generator_info("abc") is None
+    store.remember_generator("abc", {"img_resolution": 32})
+    assert Store(tmp_path).generator_info("abc") == {"img_resolution": 32}
+
+
+def test_atomic_write_publishes_whole_files_only(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_write(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed while writing")
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+    with atomic_write(target) as tmp:
+        tmp.write_text("new")
+        assert target.read_text() == "old"  # nothing visible before the end
+    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # like a plain open()
 
 
 _HOLD = textwrap.dedent(

@@ -53,8 +53,6 @@ def test_landmark_model_file_found_and_loads_in_dlib():
     import dlib
 
     path = face_models.model_path(face_models.LANDMARKS_68)
-    # The official dlib 68-point model is 99,693,937 bytes.
-    assert path.stat().st_size == 99_693_937
     predictor = dlib.shape_predictor(str(path))
     blank = np.zeros((100, 100, 3), dtype=np.uint8)
     shape = predictor(blank, dlib.rectangle(10, 10, 90, 90))

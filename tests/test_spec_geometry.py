@@ -10,7 +10,7 @@ import pytest
 import scipy.ndimage
 from PIL import Image
 
-from pipeline.align.transform import AlignTransform, aligned_to_photo
+from pipeline.alignment.transform import AlignTransform, aligned_to_photo
 from pipeline.errors import PipelineError
 from pipeline.spec import load_spec
 from pipeline.spec.masks import resolve_mask
@@ -40,7 +40,7 @@ LANDMARKS = np.stack([np.arange(68) * 1.0 + 10.0, np.full(68, 40.0)], axis=1)  #
 def edit_of(tmp_path, edit_yaml: str):
     """The single edit of a one-photo spec whose edit block is ``edit_yaml``."""
     Image.new("RGB", (400, 200)).save(tmp_path / "photo.png")
-    (tmp_path / "gen.pkl").write_bytes(b"")
+    (tmp_path / "gen.pkl").write_bytes(b"\x80\x04")  # a pickle's first bytes
     body = "generator: gen.pkl\nphotos:\n  - id: face\n    path: photo.png\n    edits:\n"
     body += textwrap.indent(textwrap.dedent(edit_yaml).strip("\n"), "      ") + "\n"
     (tmp_path / "spec.yaml").write_text(body)

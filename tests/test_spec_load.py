@@ -15,7 +15,7 @@ def write_spec(tmp_path, body: str, generator: bool = True):
     """spec.yaml in tmp_path with photo.png (64x48) and, unless told, gen.pkl beside it."""
     Image.new("RGB", (64, 48), (120, 90, 60)).save(tmp_path / "photo.png")
     if generator:
-        (tmp_path / "gen.pkl").write_bytes(b"not read by load_spec")
+        (tmp_path / "gen.pkl").write_bytes(b"\x80\x04 only its first bytes are read")
     path = tmp_path / "spec.yaml"
     path.write_text(textwrap.dedent(body).lstrip("\n"), encoding="utf-8")
     return path
@@ -256,7 +256,7 @@ def test_missing_files(tmp_path):
     (tmp_path / "notimage.png").write_text("hello")
     body = VALID.replace("path: ./photo.png", "path: notimage.png")
     (line,) = problems(tmp_path, body)
-    assert "photos[1].path: the photo" in line and "is not a readable image" in line
+    assert "photos[1].path: the photo" in line and "is not an image format dragpipe can" in line
 
 
 def test_landmarks_file_is_checked(tmp_path):

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.align import AlignConfig, find_faces, load_landmarks_json
-from pipeline.align.ffhq import ffhq_quad
-from pipeline.align.transform import AlignTransform, photo_to_aligned
+from pipeline.alignment import AlignConfig, find_faces, load_landmarks_json
+from pipeline.alignment.ffhq import ffhq_quad
+from pipeline.alignment.transform import AlignTransform, photo_to_aligned
 from pipeline.photo import load_photo
 from pipeline.spec import SpecError, load_spec
 from pipeline.spec.masks import resolve_mask

@@ -17,6 +17,7 @@ from draggan.dragging.errors import DragInputError
 MODES = ("official", "fast")
 TRACKING_NORMS = ("l2", "l1")
 NOISE_MODES = ("const", "none")
+BACKENDS = ("torch", "onnxruntime")
 
 # The official GUI's radii at 512 px (viz/drag_widget.py) and stop distance (viz/renderer.py).
 OFFICIAL_R1_AT_512 = 3.0
@@ -57,6 +58,9 @@ class DragConfig:
     - ``feature_windows``: fast mode without a mask computes the feature block only in
       windows around the handles (what the step reads: the tracking window, the motion
       disc); the same values as the whole map up to rounding, several times cheaper.
+    - ``backend``: what runs each step: 'torch' (PyTorch autograd and Adam) or
+      'onnxruntime' (the step exported to ONNX and run by ONNX Runtime's training API;
+      needs the ``onnx`` extra: ``pip install 'dragpipe[onnx]'``).
     """
 
     mode: str = "fast"
@@ -76,9 +80,17 @@ class DragConfig:
     stall_tolerance: float = 0.5
     noise_mode: str = "const"
     feature_windows: bool = True
+    backend: str = "torch"
 
     def __post_init__(self) -> None:
         _choice("mode", self.mode, MODES)
+        _choice("backend", self.backend, BACKENDS)
+        if self.backend == "onnxruntime":
+            from draggan.onnx.requirements import missing_training
+
+            problem = missing_training()
+            if problem is not None:
+                raise DragInputError(f"DragConfig.backend 'onnxruntime': {problem}")
         _choice("tracking_norm", self.tracking_norm, TRACKING_NORMS)
         _choice("noise_mode", self.noise_mode, NOISE_MODES)
         _positive("lr", self.lr)
@@ -112,6 +124,12 @@ class DragConfig:
                 raise DragInputError(
                     f"DragConfig.{name} must be true or false, got {getattr(self, name)!r}"
                 )
+
+    @property
+    def resumable(self) -> bool:
+        """Whether the drag offers ``progress.state()`` and ``resume=``: the torch backend
+        does; 'onnxruntime' does not (ONNX Runtime does not expose Adam's moments)."""
+        return self.backend == "torch"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field."""

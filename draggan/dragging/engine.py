@@ -6,38 +6,38 @@ those features (no gradient), the stop checks, then motion supervision (+ the fi
 loss) and one Adam step on the first ``layers`` ws. The last step ends without an update,
 so the final ws, handles and image always belong together.
 
-``resume=`` continues from a ``DragState`` that a callback took with ``state()``: the loop
-restarts at that state's step and returns exactly what the uninterrupted drag returns.
+``resume=`` continues from a ``DragState`` that a callback took with ``progress.state()``:
+the loop restarts at that state's step and returns exactly what the uninterrupted drag
+returns.
+
+The loop (tracking, stop rules, records, callbacks, states) is shared by the backends; what a
+step computes is a backend's: ``TorchSteps`` here (PyTorch autograd + ``torch.optim.Adam``),
+or ``draggan.onnx.steps.OrtSteps`` (``DragConfig(backend='onnxruntime')``: the exported step
+run by ONNX Runtime's training API; it offers no state and no resume).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from draggan.dragging.config import DragConfig, DragParams
-from draggan.dragging.errors import DragInputError
+from draggan.dragging.errors import DragInputError, DragResumeError
 from draggan.dragging.fast import FastMode
 from draggan.dragging.inputs import DragInputs, check_inputs
 from draggan.dragging.official import OfficialMode
-from draggan.dragging.result import DragResult, DragStep
-from draggan.dragging.resume import (
-    RunDigests,
-    accepts_state,
-    adam_tensors,
-    call_with_state,
-    load_adam,
-)
-from draggan.dragging.state import DragState
+from draggan.dragging.result import DragProgress, DragResult, DragStep
+from draggan.dragging.state import DragState, RunDigests
 from draggan.dragging.windows import Box, paste
+from draggan.loop_state import adam_tensors, load_adam, offered
 
-# callback(record, image) -> True to stop; image [1, C, R, R] when this step rendered one.
-# A callback with a ``state`` keyword also gets ``state=``: a callable -> DragState.
-DragCallback = Callable[..., Any]
+# callback(progress) -> True to stop (see DragProgress and draggan.loop_state).
+DragCallback = Callable[[DragProgress], Any]
 
 
 def _modulation(config: DragConfig) -> bool | None:
@@ -81,6 +81,51 @@ class _Stall:
     def restore(self, anchor: torch.Tensor, anchor_step: int) -> None:
         self.anchor = anchor.to(torch.float64).clone()
         self.anchor_step = anchor_step
+
+
+class TorchSteps:
+    """The PyTorch backend's step: forward with autograd, ``torch.optim.Adam`` on the latent."""
+
+    def __init__(self, G: Any, inputs: DragInputs, params: DragParams, config: DragConfig) -> None:
+        self.G = G
+        self.params = params
+        self.config = config
+        self.latent = _Latent(inputs.ws, config.layers, config.w_plus)
+        self.optimizer = torch.optim.Adam([self.latent.param], lr=config.lr)
+
+    def forward(
+        self, render: bool, boxes: list[Box] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Feature block output [1, C, h, h] (with gradient; only inside ``boxes`` when
+        given, zeros elsewhere) and the image when ``render``."""
+        return _synthesise(self.G, self.latent.full(), self.params, self.config, render, boxes)
+
+    def start(self, feat: torch.Tensor) -> None:
+        """Step 0's features (the mode keeps what it needs)."""
+
+    def losses(
+        self, mode: Any, feat: torch.Tensor, update: bool
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """(motion, mask, total) at the mode's current handles."""
+        loss_motion, loss_mask = mode.losses(feat)
+        return loss_motion, loss_mask, _total(loss_motion, loss_mask, self.config.lambda_mask)
+
+    def update(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=[self.latent.param])
+        self.optimizer.step()
+
+    def final(self, image: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ws [1, num_ws, w_dim], image [1, C, R, R]) of the final latent."""
+        final_ws = self.latent.full().detach()
+        if image is None:
+            with torch.no_grad():
+                image = self.G.synthesis(
+                    final_ws,
+                    noise_mode=self.config.noise_mode,
+                    fused_modconv=_modulation(self.config),
+                )
+        return final_ws, image.detach()
 
 
 def _synthesise(
@@ -148,23 +193,32 @@ def drag(
     config: DragConfig | None = None,
     callback: DragCallback | None = None,
     resume: DragState | None = None,
+    artifacts: str | os.PathLike[str] | None = None,
 ) -> DragResult:
     """Drag ``handles`` to ``targets`` on the image of ``ws``; see ``DragConfig``.
 
     Raises ``DragInputError`` (a ``DragganError``) for bad input before any work. The
-    generator's weights are not changed and get no gradients. ``callback(record, image)``
-    is called after every step's tracking (``image``: the [1, C, R, R] render when the step
-    made one, else None); returning True ends the drag (``stop_reason='callback'``), raising
-    ends it with that exception. A callback that takes a ``state`` keyword is called as
-    ``callback(record, image, state=state)``: ``state()``, during the call, returns the
+    generator's weights are not changed and get no gradients. ``callback(progress)`` is
+    called after every step's tracking with a ``DragProgress``: ``progress.record`` (the
+    step's ``DragStep``), ``progress.image`` (the [1, C, R, R] render when the step made
+    one, else None) and ``progress.state()``, which during the call returns the
     ``DragState`` from which step ``record.step`` is recomputed (the latent before that
     step's update, Adam's moments, handles, stall counters, the records before it).
+    Returning True ends the drag (``stop_reason='callback'``), raising ends it with that
+    exception (the loop protocol of ``draggan.loop_state``).
 
     ``resume``: such a state of an earlier call with the same G, ws, points, mask and
     config (``DragResumeError``, a ``DragganError``, otherwise, before any step); the drag
     continues there and returns exactly what the uninterrupted drag returns (same device,
     torch build and thread count). Its F0 and reference features are recomputed with one
     forward of the initial ws.
+
+    ``config.backend='onnxruntime'`` runs each step with ONNX Runtime's training API on
+    exported artifacts (``draggan.onnx``): ``artifacts`` is the directory they are kept in
+    (exported there on first use; reused while their manifest matches this generator and
+    drag; None: a temporary directory). That backend offers no ``resume`` and its
+    ``progress.state()`` raises ``DragResumeError`` (ONNX Runtime does not expose Adam's
+    moments; ``DragConfig.resumable`` says which backends do).
     """
     if config is None:
         config = DragConfig()
@@ -180,22 +234,45 @@ def drag(
     inputs = check_inputs(G, ws, handles, targets, mask, config)
     params = config.resolve(int(G.img_resolution), int(G.num_ws))
     mode = _make_mode(G, config, params, inputs)
-    latent = _Latent(inputs.ws, config.layers, config.w_plus)
-    optimizer = torch.optim.Adam([latent.param], lr=config.lr)
+    if config.backend == "onnxruntime":
+        if resume is not None:  # not config.resumable
+            raise DragInputError(
+                "drag: resume is not available with backend 'onnxruntime' (ONNX Runtime does "
+                "not expose Adam's moments): resume with backend 'torch' or start afresh"
+            )
+        from draggan.onnx.steps import OrtSteps
+
+        with OrtSteps.open(G, inputs, params, config, artifacts) as steps:
+            return _run(steps, mode, G, inputs, params, config, callback, None)
+    return _run(
+        TorchSteps(G, inputs, params, config), mode, G, inputs, params, config, callback, resume
+    )
+
+
+def _run(
+    steps: Any,  # TorchSteps or draggan.onnx.steps.OrtSteps
+    mode: Any,
+    G: Any,
+    inputs: DragInputs,
+    params: DragParams,
+    config: DragConfig,
+    callback: DragCallback | None,
+    resume: DragState | None,
+) -> DragResult:
+    """The drag loop, whatever computes the steps."""
     stall = _Stall(inputs.handles, config.stall_steps, config.stall_tolerance)
     digests = RunDigests(G, inputs, config)
-    wants_state = callback is not None and accepts_state(callback)
     history: list[DragStep] = []
     image = None
     reason = None
     with torch.enable_grad():
         if resume is not None:
-            history = _restore(resume, G, params, config, mode, latent, optimizer, stall, digests)
+            history = _restore(resume, steps, config, mode, stall, digests)
         for step in range(len(history), config.max_steps + 1):
             begin = (mode.get_handles(), stall.anchor.clone(), stall.anchor_step)
-            feat, image = _synthesise(
-                G, latent.full(), params, config, _renders(config, mode, step), mode.windows()
-            )
+            feat, image = steps.forward(_renders(config, mode, step), mode.windows())
+            if step == 0:
+                steps.start(feat)  # the block's own features [1, C, h, h]
             feat = mode.features(feat)
             if step == 0:
                 mode.start(feat)
@@ -206,8 +283,7 @@ def drag(
                 reason = "max_steps"
             elif stall.stalled(step, current):
                 reason = "stalled"
-            loss_motion, loss_mask = mode.losses(feat)
-            loss = _total(loss_motion, loss_mask, config.lambda_mask)
+            loss_motion, loss_mask, loss = steps.losses(mode, feat, update=reason is None)
             record = DragStep(
                 step=step,
                 handles=tuple((float(x), float(y)) for x, y in current.tolist()),
@@ -217,33 +293,42 @@ def drag(
                 loss=_value(loss),
                 updated=reason is None,
             )
-            if wants_state:
-                snapshot = functools.partial(
-                    _snapshot, step, begin, history, latent, optimizer, digests
+            stop = None
+            if callback is not None:
+                snapshot = (
+                    functools.partial(_snapshot, step, begin, history, steps, digests)
+                    if config.resumable
+                    else _no_state
                 )
-                stop = call_with_state(callback, record, _detached(image), snapshot)
-            else:
-                stop = callback is not None and callback(record, _detached(image))
+                with offered(snapshot, DragResumeError) as state:
+                    stop = callback(
+                        DragProgress(
+                            "drag",
+                            step,
+                            config.max_steps,
+                            {
+                                "motion": record.loss_motion,
+                                "mask": record.loss_mask,
+                                "loss": record.loss,
+                            },
+                            state,
+                            record=record,
+                            image=_detached(image),
+                        )
+                    )
             if stop is True:
                 reason = reason or "callback"
                 record = dataclasses.replace(record, updated=False)
             history.append(record)
             if reason is not None:
                 break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward(inputs=[latent.param])
-            optimizer.step()
-    final_ws = latent.full().detach()
-    if image is None:
-        with torch.no_grad():
-            image = G.synthesis(
-                final_ws, noise_mode=config.noise_mode, fused_modconv=_modulation(config)
-            )
+            steps.update(loss)
+    final_ws, image = steps.final(image)
     return DragResult(
         ws=final_ws,
         handles=torch.tensor([list(p) for p in history[-1].handles], dtype=torch.float64),
         targets=inputs.targets,
-        image=image.detach(),
+        image=image,
         steps=len(history) - 1,
         converged=reason == "converged",
         stop_reason=reason,
@@ -256,15 +341,14 @@ def _snapshot(
     step: int,
     begin: tuple[torch.Tensor, torch.Tensor, int],  # handles, stall anchor, its step
     history: list[DragStep],  # the records before ``step``
-    latent: _Latent,
-    optimizer: torch.optim.Adam,
+    steps: TorchSteps,
     digests: RunDigests,
 ) -> DragState:
     """The state from which step ``step`` is recomputed (called before its update)."""
     return DragState(
         step=step,
-        latent=latent.param.detach().clone(),
-        optimizer=adam_tensors(optimizer, latent.param),
+        latent=steps.latent.param.detach().clone(),
+        optimizer=adam_tensors(steps.optimizer),
         handles=begin[0],
         stall_anchor=begin[1],
         stall_anchor_step=begin[2],
@@ -275,31 +359,35 @@ def _snapshot(
     )
 
 
+def _no_state() -> DragState:
+    """``progress.state()`` of a backend that is not ``DragConfig.resumable``."""
+    raise DragResumeError(
+        "drag: backend 'onnxruntime' offers no loop state (ONNX Runtime does not expose "
+        "Adam's moments): use backend 'torch' to checkpoint or resume a drag"
+    )
+
+
 def _restore(
     resume: DragState,
-    G: Any,
-    params: DragParams,
+    steps: TorchSteps,
     config: DragConfig,
     mode: Any,
-    latent: _Latent,
-    optimizer: torch.optim.Adam,
     stall: _Stall,
     digests: RunDigests,
 ) -> list[DragStep]:
     """Put the loop where ``resume`` left it; returns the records before its step."""
+    latent = steps.latent
     digests.check(resume)
     resume.check_shapes(latent.param.shape, int(mode.get_handles().shape[0]), config.max_steps)
     if resume.step == 0:
         return []  # nothing done yet: step 0 starts the drag as usual
     # F0 and the handles' reference features, by step 0's own forward on the initial ws.
-    feat, _ = _synthesise(
-        G, latent.full(), params, config, _renders(config, mode, 0), mode.windows()
-    )
+    feat, _ = steps.forward(_renders(config, mode, 0), mode.windows())
     mode.start(mode.features(feat))
     del feat
     with torch.no_grad():
         latent.param.copy_(resume.latent.to(latent.param.device, latent.param.dtype))
-    load_adam(optimizer, resume.optimizer)
+    load_adam(steps.optimizer, resume.optimizer, DragResumeError)
     mode.set_handles(resume.handles)
     stall.restore(resume.stall_anchor, resume.stall_anchor_step)
     return list(resume.history)
@@ -317,8 +405,10 @@ def _total(
     return weighted if loss_motion is None else loss_motion + weighted
 
 
-def _value(loss: torch.Tensor | None) -> float:
-    return 0.0 if loss is None else float(loss.detach())
+def _value(loss: torch.Tensor | float | None) -> float:
+    if loss is None:
+        return 0.0
+    return float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
 
 
 def _detached(image: torch.Tensor | None) -> torch.Tensor | None:

@@ -1,4 +1,5 @@
-"""What a drag returns: one ``DragStep`` per step and the final ``DragResult``."""
+"""What a drag reports and returns: one ``DragStep`` per step (handed to the callback in a
+``DragProgress``) and the final ``DragResult``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import torch
 
-STOP_REASONS = ("converged", "max_steps", "stalled", "callback")
+from draggan.loop_state import LoopProgress
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,17 @@ class DragStep:
             loss=float(data["loss"]),
             updated=bool(data.get("updated", True)),
         )
+
+
+@dataclass(frozen=True)
+class DragProgress(LoopProgress):
+    """What the drag's callback receives after each step's tracking (``phase`` 'drag',
+    ``losses`` motion / mask / loss). ``record``: the step's ``DragStep``; ``image``: the
+    [1, C, R, R] render when the step made one, else None; ``state()`` (during the call
+    only): the ``DragState`` from which step ``record.step`` is recomputed."""
+
+    record: DragStep = field(kw_only=True)
+    image: torch.Tensor | None = field(default=None, kw_only=True, repr=False)
 
 
 @dataclass

@@ -8,10 +8,9 @@ stored: ``drag(resume=...)`` recomputes them with step 0's forward on the initia
 on the same device, torch build and thread count gives the same bits, so a resumed drag
 returns exactly the result of an uninterrupted one.
 
-``to_tensors()`` -> ``(tensors, meta)``: a flat ``dict[str, Tensor]`` of contiguous CPU
-tensors (ready for ``safetensors.torch.save_file``) and a JSON-ready ``dict``;
-``DragState.from_tensors(tensors, meta)`` is the inverse. Digests of the config, the inputs
-(ws, handles, targets, mask) and the generator refuse a state of another run.
+Storage, callbacks and errors follow the loop protocol of ``draggan.loop_state``; digests of
+the config, the inputs (ws, handles, targets, mask) and the generator refuse a state of
+another run (``DragResumeError``).
 """
 
 from __future__ import annotations
@@ -21,25 +20,32 @@ from typing import Any, ClassVar
 
 import torch
 
+from draggan.digests import module_digest, tensor_digest
+from draggan.dragging.config import DragConfig
 from draggan.dragging.errors import DragResumeError
+from draggan.dragging.inputs import DragInputs
 from draggan.dragging.result import DragStep
+from draggan.loop_state import LoopState, integer, meta_field, tensor_field, tensors_field
 
-STATE_KIND = "draggan.drag"
-STATE_VERSION = 1
-ADAM_KEYS = ("step", "exp_avg", "exp_avg_sq")
+ADAM_KEYS = ("exp_avg", "exp_avg_sq", "step")  # of the one optimised tensor (index 0)
+ENDING_ONLY = ("max_steps",)  # config fields a state may differ in (see check_matches)
 
 
-def _cpu_copy(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.detach().to("cpu", copy=True).contiguous()
+def _history_to_json(history: list[DragStep]) -> list[dict[str, Any]]:
+    return [record.to_dict() for record in history]
+
+
+def _history_from_json(data: list[dict[str, Any]]) -> list[DragStep]:
+    return [DragStep.from_dict(record) for record in data]
 
 
 @dataclass
-class DragState:
+class DragState(LoopState):
     """A drag at the start of step ``step`` (see the module docstring).
 
     - ``latent``: [1, layers, w_dim] (``w_plus``) or [1, 1, w_dim], the optimised ws head.
-    - ``optimizer``: Adam's ``step``, ``exp_avg``, ``exp_avg_sq`` for the latent (empty
-      before the first update).
+    - ``optimizer``: Adam's ``0.step``, ``0.exp_avg``, ``0.exp_avg_sq`` for the latent
+      (empty before the first update).
     - ``handles``: [K, 2] (x, y) float64, the handles step ``step`` starts tracking from.
     - ``stall_anchor``: [K, 2] float64 and ``stall_anchor_step``: where and when the handles
       last moved more than ``stall_tolerance``.
@@ -48,90 +54,36 @@ class DragState:
       mask; ``generator_digest``: of the generator's parameters and buffers.
     """
 
-    KIND: ClassVar[str] = STATE_KIND
+    KIND: ClassVar[str] = "draggan.drag"
+    VERSION: ClassVar[int] = 2  # 2: Adam's entries indexed like every loop state's
+    ERROR: ClassVar[type[Exception]] = DragResumeError
+    MISMATCH: ClassVar[type[Exception]] = DragResumeError
+    DIGEST_WORDS: ClassVar[dict[str, str]] = {
+        "config": "drag config",
+        "inputs_digest": "ws, points or mask",
+        "generator_digest": "generator",
+    }
 
-    step: int
-    latent: torch.Tensor
-    optimizer: dict[str, torch.Tensor]
-    handles: torch.Tensor
-    stall_anchor: torch.Tensor
-    stall_anchor_step: int
-    history: list[DragStep] = field(default_factory=list)
+    latent: torch.Tensor = tensor_field()
+    optimizer: dict[str, torch.Tensor] = tensors_field()
+    handles: torch.Tensor = tensor_field()
+    stall_anchor: torch.Tensor = tensor_field()
+    stall_anchor_step: int = meta_field(lambda v: v, integer)
+    history: list[DragStep] = meta_field(_history_to_json, _history_from_json, default=list)
     config: dict[str, Any] = field(default_factory=dict)
     inputs_digest: str = ""
     generator_digest: str = ""
 
-    def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """``(tensors, meta)``: flat contiguous CPU tensors and JSON-ready metadata."""
-        tensors = {
-            "latent": _cpu_copy(self.latent),
-            "handles": _cpu_copy(self.handles),
-            "stall_anchor": _cpu_copy(self.stall_anchor),
-        }
-        tensors.update({f"optimizer.{k}": _cpu_copy(v) for k, v in self.optimizer.items()})
-        meta = {
-            "kind": self.KIND,
-            "version": STATE_VERSION,
-            "step": self.step,
-            "stall_anchor_step": self.stall_anchor_step,
-            "history": [record.to_dict() for record in self.history],
-            "config": dict(self.config),
-            "inputs_digest": self.inputs_digest,
-            "generator_digest": self.generator_digest,
-        }
-        return tensors, meta
-
-    @classmethod
-    def from_tensors(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> DragState:
-        """Inverse of ``to_tensors``; ``DragResumeError`` for anything else."""
-        if not isinstance(meta, dict) or meta.get("kind") != cls.KIND:
-            got = meta.get("kind") if isinstance(meta, dict) else type(meta).__name__
-            raise DragResumeError(f"drag resume state: expected a {cls.KIND!r} state, got {got!r}")
-        if meta.get("version") != STATE_VERSION:
-            raise DragResumeError(
-                f"drag resume state has version {meta.get('version')!r}, this dragpipe reads "
-                f"version {STATE_VERSION}: start the drag afresh"
-            )
-        for name in ("latent", "handles", "stall_anchor"):
-            if name not in tensors:
-                raise DragResumeError(
-                    f"drag resume state is incomplete: tensor {name!r} is missing"
-                )
-        optimizer = {
-            k[len("optimizer.") :]: v for k, v in tensors.items() if k.startswith("optimizer.")
-        }
-        try:
-            return cls(
-                step=_integer(meta["step"]),
-                latent=tensors["latent"],
-                optimizer=optimizer,
-                handles=tensors["handles"],
-                stall_anchor=tensors["stall_anchor"],
-                stall_anchor_step=_integer(meta["stall_anchor_step"]),
-                history=[DragStep.from_dict(record) for record in meta["history"]],
-                config=dict(meta["config"]),
-                inputs_digest=str(meta["inputs_digest"]),
-                generator_digest=str(meta["generator_digest"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DragResumeError(
-                f"drag resume state is damaged ({type(exc).__name__}: {exc}): start the drag afresh"
-            ) from exc
-
-    def check_matches(
-        self, config: dict[str, Any], inputs_digest: str, generator_digest: str
-    ) -> None:
-        """``DragResumeError`` naming the first thing that differs from this run."""
-        for what, mine, theirs in (
-            ("drag config", self.config, config),
-            ("ws, points or mask", self.inputs_digest, inputs_digest),
-            ("generator", self.generator_digest, generator_digest),
-        ):
-            if mine != theirs:
-                raise DragResumeError(
-                    f"drag resume state (step {self.step}) belongs to another run: its {what} "
-                    "differs from this drag's; start the drag afresh"
-                )
+    def check_matches(self, **expected: Any) -> None:
+        """As ``LoopState.check_matches``, except that ``max_steps`` may differ: it only
+        decides where a drag ends (the steps before the cap are the same computation), so
+        a state at step k of a drag capped at 300 continues a drag capped at k or more (the
+        editor's Stop); ``check_shapes`` refuses a state beyond the cap."""
+        config = expected.get("config")
+        if isinstance(config, dict):
+            ending = {k: self.config[k] for k in ENDING_ONLY if k in self.config}
+            expected["config"] = {**config, **ending}
+        super().check_matches(**expected)
 
     def check_shapes(self, latent_shape: torch.Size, num_points: int, max_steps: int) -> None:
         """``DragResumeError`` when the tensors cannot continue this drag."""
@@ -144,10 +96,10 @@ class DragState:
                 problems.append(f"{name} {list(shape)}, expected [{num_points}, 2]")
         if not 0 <= self.step <= max_steps or len(self.history) != self.step:
             problems.append(f"step {self.step} with {len(self.history)} records")
-        if self.optimizer and sorted(self.optimizer) != sorted(ADAM_KEYS):
+        if self.optimizer and sorted(self.optimizer) != [f"0.{key}" for key in ADAM_KEYS]:
             problems.append(f"optimizer entries {sorted(self.optimizer)}")
         for name in ("exp_avg", "exp_avg_sq"):
-            moment = self.optimizer.get(name)
+            moment = self.optimizer.get(f"0.{name}")
             if moment is not None and tuple(moment.shape) != tuple(latent_shape):
                 problems.append(f"optimizer {name} {list(moment.shape)}")
         if problems:
@@ -156,7 +108,33 @@ class DragState:
             )
 
 
-def _integer(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected an integer, got {value!r}")
-    return value
+class RunDigests:
+    """The digests that tie a ``DragState`` to one drag (computed on first use: hashing a
+    large generator's weights costs a fraction of a second, paid only when resuming or
+    snapshotting)."""
+
+    def __init__(self, G: torch.nn.Module, inputs: DragInputs, config: DragConfig) -> None:
+        self.config = config.to_dict()
+        self._G = G
+        self._inputs = inputs
+        self._digests: dict[str, str] = {}
+
+    @property
+    def inputs(self) -> str:
+        if "inputs" not in self._digests:
+            parts = [self._inputs.ws, self._inputs.handles, self._inputs.targets]
+            if self._inputs.fixed is not None:
+                parts.append(self._inputs.fixed)
+            self._digests["inputs"] = tensor_digest(parts)
+        return self._digests["inputs"]
+
+    @property
+    def generator(self) -> str:
+        if "generator" not in self._digests:
+            self._digests["generator"] = module_digest(self._G)
+        return self._digests["generator"]
+
+    def check(self, state: DragState) -> None:
+        state.check_matches(
+            config=self.config, inputs_digest=self.inputs, generator_digest=self.generator
+        )

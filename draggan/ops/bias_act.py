@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from draggan.ops.tracing import tracing
+
 
 @dataclass(frozen=True)
 class Activation:
@@ -75,8 +77,9 @@ def bias_act(
         # Clamping values already inside [-clamp, clamp] changes nothing (forward or
         # backward), so on CPU the clamp and its backward masks are skipped when no value
         # is outside. (On accelerators the check would cost a host sync per layer.)
+        # Never while tracing for export: the check would be frozen into the graph.
         needed = True
-        if x.device.type == "cpu" and x.numel() > 0:
+        if x.device.type == "cpu" and x.numel() > 0 and not tracing():
             lo, hi = torch.aminmax(_flat(x.detach()))
             needed = bool(lo < -clamp or hi > clamp)
         if needed:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from draggan.ops.conv_transpose import conv_transpose2d_polyphase
+from draggan.ops.tracing import tracing
 from draggan.ops.upfirdn2d import Padding, filter_size, parse_padding, upfirdn2d
 
 
@@ -25,6 +27,8 @@ def _conv(
 ) -> torch.Tensor:
     if not flip_weight and (w.shape[2] > 1 or w.shape[3] > 1):
         w = w.flip([2, 3])
+    if transpose and tracing():
+        return conv_transpose2d_polyphase(x, w, stride=stride, padding=padding, groups=groups)
     if transpose:
         return F.conv_transpose2d(x, w, bias, stride=stride, padding=padding, groups=groups)
     return F.conv2d(x, w, bias, stride=stride, padding=padding, groups=groups)

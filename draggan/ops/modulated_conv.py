@@ -65,8 +65,8 @@ def modulated_conv2d(
     """Modulate ``weight`` by ``styles``, demodulate by ``rsqrt(sum w^2 + 1e-8)``, convolve,
     add ``noise``; ``out_gain`` scales the result at the cost of a few weight-sized ops.
     ``bias`` (fast path) is added by the convolution itself (no extra pass)."""
-    N = x.shape[0]
-    out_channels, in_channels, kh, kw = weight.shape
+    N = int(x.shape[0])
+    out_channels, in_channels, kh, kw = (int(s) for s in weight.shape)
     if x.ndim != 4 or x.shape[1] != in_channels:
         raise ValueError(
             f"modulated_conv2d: expected x [N, {in_channels}, H, W], got {list(x.shape)}"
@@ -136,8 +136,8 @@ def _fused(
     bias: torch.Tensor | None = None,  # [C_out]
 ) -> torch.Tensor:  # [N, C_out, H_out, W_out]
     """The batch becomes the groups of one grouped convolution."""
-    N = x.shape[0]
-    in_channels, kh, kw = w.shape[2:]
+    N = int(x.shape[0])
+    in_channels, kh, kw = (int(s) for s in w.shape[2:])
     # (A batch of one keeps its strides, so a channels_last input stays channels_last.)
     if N > 1:
         x = x.reshape(1, -1, *x.shape[2:])  # [1, N * C_in, H, W]

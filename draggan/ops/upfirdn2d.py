@@ -100,7 +100,7 @@ def upfirdn2d(
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     if f.ndim not in (1, 2):
         raise ValueError(f"upfirdn2d: filter must be 1-D or 2-D, got shape {list(f.shape)}")
-    N, C, H, W = x.shape
+    N, C, H, W = (int(s) for s in x.shape)
     upx, upy = parse_scaling(up)
     downx, downy = parse_scaling(down)
     px0, px1, py0, py1 = parse_padding(padding)

@@ -5,7 +5,7 @@ at 128 x 128 px, channel_base 4096, channel_max 64 (64 channels up to b64, 32 at
 z_dim = w_dim = 64, 4 mapping layers, 'skip' architecture, conv_clamp 256, float32;
 about 0.45 M parameters (about 1.8 MB as safetensors). It has seen ONE face: the bundled
 public-domain photo ``examples/photos/grace_hopper.jpg`` (US Navy), FFHQ-aligned at 128 px
-with ``pipeline.align`` (dlib landmarks). It is trained, seeded, with a plain regression
+with ``pipeline.alignment`` (dlib landmarks). It is trained, seeded, with a plain regression
 loss (L1 on the image plus L1 on its 2x-downsampled version; Adam betas (0.9, 0.99), batch
 2, lr 1e-2 with a cosine ramp-down to 1e-3 over the last 30% of the steps or of the time
 budget, whichever ends first; noise_mode 'const') so that every z gives
@@ -50,7 +50,7 @@ from PIL import Image
 
 from draggan import Generator, GeneratorConfig, load_generator
 from draggan.native_format import save_generator
-from pipeline.align import AlignConfig, align_face, find_faces, select_faces
+from pipeline.alignment import AlignConfig, align_face, find_faces, select_faces
 from pipeline.photo import load_photo
 
 HERE = Path(__file__).resolve().parent

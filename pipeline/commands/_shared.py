@@ -1,11 +1,11 @@
-"""Helpers shared by the run / status / clean / demo commands (not a command itself)."""
+"""Helpers shared by the commands (not a command itself)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -14,11 +14,22 @@ from pipeline.progress import Display
 from pipeline.stages import STAGES
 
 if TYPE_CHECKING:
+    from pipeline.execute import JobStatus
     from pipeline.runner import RunReport
-    from pipeline.status import SlotStatus
+    from pipeline.spec import Spec
 
 DEFAULT_WORKDIR = ".dragpipe"
 DEFAULT_OUT = "dragpipe-out"
+
+
+def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional CHECKPOINT of the commands that read a generator file."""
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="an NVIDIA StyleGAN2 .pkl (PyTorch or TensorFlow) or a dragpipe .safetensors/.json",
+    )
 
 
 def add_spec_argument(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -75,7 +86,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load(spec_path: str) -> Any:
+def load(spec_path: str) -> Spec:
     from pipeline.spec import load_spec
 
     return load_spec(Path(spec_path))
@@ -129,13 +140,12 @@ def print_summary(report: RunReport) -> None:
     _console().print(table)
 
 
-def print_status(statuses: list[SlotStatus]) -> None:
+def print_status(statuses: list[JobStatus]) -> None:
     table = Table(title="dragpipe status", title_justify="left")
     for column in ("photo", "stage", "what", "state", "why"):
         table.add_column(column, overflow="fold")
     for status in statuses:
         style = {"cached": "cyan", "stale": "yellow"}.get(status.state, "")
-        table.add_row(
-            status.photo, status.stage, status.what, status.state, status.why, style=style
-        )
+        job = status.job
+        table.add_row(job.photo, job.stage, job.what, status.state, status.why, style=style)
     _console().print(table)

@@ -5,7 +5,6 @@ result of the workdir."""
 from __future__ import annotations
 
 import argparse
-import shutil
 
 from pipeline.commands import _shared
 from pipeline.errors import UsageError
@@ -31,10 +30,8 @@ def _size(total: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.plan import plan_photos
+    from pipeline.plan import JobGraph
     from pipeline.runner import RunOptions, make_context
-    from pipeline.stages.generator import generator_resolution
-    from pipeline.status import photo_status, used_keys
     from pipeline.store import RunLock, Store
 
     if args.spec is None and not args.all:
@@ -51,10 +48,9 @@ def run(args: argparse.Namespace) -> int:
         keep: set[tuple[str, str]] = set()
         if spec is not None and not args.all:
             options = RunOptions(workdir=workdir, out=workdir, device="cpu")
-            ctx = make_context(spec, options, _shared.display_of(args))
-            store = ctx.store
-            for plan in plan_photos(spec, generator_resolution(ctx)):
-                keep |= used_keys(photo_status(ctx, plan))
+            graph = JobGraph.of(spec, make_context(spec, options, _shared.display_of(args)))
+            store = graph.store
+            keep = {(job.stage, job.key) for job in graph.all_jobs()}
         freed, removed = 0, 0
         for stage, key in store.all_results():
             if (stage, key) in keep:
@@ -62,17 +58,15 @@ def run(args: argparse.Namespace) -> int:
             freed += store.size_of(stage, key)
             store.remove(stage, key)
             removed += 1
-        partial = workdir / "partial"
-        if partial.is_dir():
-            for entry in partial.iterdir():
-                stage, _, key = entry.name.partition("-")
-                if (stage, key) in keep:  # an interrupted run of the spec: resumable
-                    continue
-                freed += sum(p.stat().st_size for p in entry.rglob("*") if p.is_file())
-                shutil.rmtree(entry, ignore_errors=True)
-                removed += 1
+        for stage, key in store.partials():
+            if (stage, key) in keep:  # an interrupted run of the spec: resumable
+                continue
+            freed += store.partial_size(stage, key)
+            store.remove_partial(stage, key)
+            removed += 1
         if args.all:
-            shutil.rmtree(workdir / "refs", ignore_errors=True)
+            store.drop_refs()
+            freed += store.remove_artifacts()
     kept = f", kept {len(keep)} the spec uses" if keep else ""
     print(f"removed {removed} cached results ({_size(freed)}) from {workdir}{kept}")
     return 0

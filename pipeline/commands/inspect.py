@@ -14,20 +14,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from draggan.checkpoint_state import CheckpointContents, parameter_count
+from draggan.building import CheckpointContents, parameter_count
 from draggan.loading import read_checkpoint
+from pipeline.commands._shared import add_checkpoint_argument
 
 NAME = "inspect"
 HELP = "print a generator checkpoint's resolved configuration (without running it)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "checkpoint",
-        type=Path,
-        metavar="CHECKPOINT",
-        help="an NVIDIA StyleGAN2 .pkl (PyTorch or TensorFlow) or a dragpipe .safetensors/.json",
-    )
+    add_checkpoint_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
 
 

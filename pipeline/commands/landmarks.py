@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from pipeline.align import (
+from draggan.atomic_write import atomic_write
+from pipeline.alignment import (
     AlignConfig,
     align_face,
     face_warning,
@@ -26,7 +25,7 @@ from pipeline.align import (
     photo_to_aligned,
     select_faces,
 )
-from pipeline.align.preview import aligned_preview, photo_preview
+from pipeline.alignment.preview import aligned_preview, photo_preview
 from pipeline.errors import UsageError
 from pipeline.photo import load_photo
 
@@ -105,18 +104,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _write_atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename (no half files)."""
+    """``write(tmp)`` through ``atomic_write`` (no half-written files; the user's umask)."""
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise UsageError(f"output directory {directory} does not exist: create it first")
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    os.close(handle)
-    try:
+    with atomic_write(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _save_png(image: Image.Image, path: Path) -> None:
@@ -177,6 +170,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         data = {"photo": str(photo.path), "photo_size": list(photo.size), "faces": records}
         text = json.dumps(data, indent=1) + "\n"
-        _write_atomic(args.json, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        _write_atomic(args.json, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         say(f"wrote {args.json}")
     return 0

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 from pipeline.commands import _shared
 
 if TYPE_CHECKING:
+    from pipeline.progress import Display
     from pipeline.runner import RunOptions
+    from pipeline.spec import Spec
 
 NAME = "run"
 HELP = "run a spec: align, invert, edit and composite every photo (cached, resumable)"
@@ -38,7 +40,7 @@ def options_of(args: argparse.Namespace, workdir: Path, out: Path) -> RunOptions
     )
 
 
-def execute(spec, args: argparse.Namespace, workdir: Path, out: Path) -> int:
+def execute(spec: Spec, args: argparse.Namespace, workdir: Path, out: Path) -> int:
     """Run (or with --dry-run, only plan) ``spec``; prints the summary; returns the exit code."""
     from pipeline.runner import run_spec
 
@@ -58,19 +60,13 @@ def execute(spec, args: argparse.Namespace, workdir: Path, out: Path) -> int:
     return 1 if report.failures else 0
 
 
-def dry_run(spec, options: RunOptions, display) -> int:
-    from pipeline.plan import plan_photos
+def dry_run(spec: Spec, options: RunOptions, display: Display) -> int:
+    from pipeline.execute import CACHED
+    from pipeline.plan import JobGraph
     from pipeline.runner import make_context
-    from pipeline.stages.generator import generator_resolution
-    from pipeline.status import CACHED, photo_status
+    from pipeline.status import spec_status
 
-    ctx = make_context(spec, options, display)
-    statuses = []
-    for plan in plan_photos(spec, generator_resolution(ctx)):
-        for status in photo_status(ctx, plan):
-            if status.stage in options.force and status.state == CACHED:
-                status.state, status.why = "to be computed", "--force"
-            statuses.append(status)
+    statuses = spec_status(JobGraph.of(spec, make_context(spec, options, display)), options.force)
     _shared.print_status(statuses)
     todo = sum(status.state != CACHED for status in statuses)
     print(f"dry run: {todo} of {len(statuses)} stage results would be computed")

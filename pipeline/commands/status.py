@@ -16,18 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.plan import plan_photos
+    from pipeline.plan import JobGraph
     from pipeline.runner import RunOptions, make_context
-    from pipeline.stages.generator import generator_resolution
-    from pipeline.status import photo_status, summarise
+    from pipeline.status import spec_status, summarise
 
     spec = _shared.load(args.spec)
     workdir = _shared.workdir_of(args, args.spec)
     display = _shared.display_of(args)
     ctx = make_context(spec, RunOptions(workdir=workdir, out=workdir, device="cpu"), display)
-    statuses = []
-    for plan in plan_photos(spec, generator_resolution(ctx)):
-        statuses += photo_status(ctx, plan)
+    statuses = spec_status(JobGraph.of(spec, ctx))
     _shared.print_status(statuses)
     counts = summarise(statuses)
     print(

@@ -9,7 +9,7 @@
 """
 
 from pipeline.spec.errors import Problem, SpecError
-from pipeline.spec.loader import load_spec
+from pipeline.spec.loader import load_spec, load_spec_text
 from pipeline.spec.models import (
     CircleMask,
     EditSpec,
@@ -37,4 +37,5 @@ __all__ = [
     "SpecError",
     "StageSettings",
     "load_spec",
+    "load_spec_text",
 ]

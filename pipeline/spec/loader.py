@@ -13,11 +13,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
-from pipeline.align.landmarks_io import load_landmarks_json
+from draggan.errors import DragganError
+from draggan.loading import JSON, PICKLE, SAFETENSORS, ZIP, sniff_format
+from pipeline.alignment.landmarks_io import load_landmarks_json
 from pipeline.errors import PipelineError
+from pipeline.image_files import ImageFileError, check_image_file
 from pipeline.spec.errors import Problem, SpecError
 from pipeline.spec.models import Spec
 from pipeline.spec.report import describe, format_path, validation_problems
@@ -90,6 +92,15 @@ def load_spec(path: str | Path, *, require_generator: bool = True) -> Spec:
                 )
             ]
         ) from None
+    return load_spec_text(text, path, require_generator=require_generator)
+
+
+def load_spec_text(text: str, path: str | Path, *, require_generator: bool = True) -> Spec:
+    """``load_spec`` of ``text`` as if it were the content of the file ``path`` (relative
+    paths resolve against ``path``'s directory; problems name ``path``). The editor checks
+    a spec it is about to write with this before writing it."""
+    path = Path(path)
+    file = str(path)
     loaded = load_yaml(text, file)
     found = _Collector(file, loaded)
     for p in loaded.problems:
@@ -219,21 +230,39 @@ def _check_file(
         return None
     if image:
         try:
-            with Image.open(path):
-                pass
-        except (UnidentifiedImageError, OSError) as exc:
-            found.add(
-                where,
-                f"the {what} {path} is not a readable image ({exc})",
-                f"a {what} PIL can open (PNG, JPEG, ...)",
-            )
+            check_image_file(path, what)
+        except ImageFileError as exc:
+            found.add(where, f"the {what} {path} {exc.reason}", f"a usable {what}: {exc.advice}")
             return None
     return path
 
 
+def _check_generator(found: _Collector, base_dir: Path) -> None:
+    """The generator file exists and its first bytes are a checkpoint format we read.
+
+    Only the first bytes are read (a checkpoint is hundreds of MB); a file that passes and
+    is damaged further in is reported when it is loaded.
+    """
+    where = ("generator",)
+    path = _check_file(found, where, base_dir, "generator file")
+    if path is None:
+        return
+    try:
+        kind = sniff_format(path)
+    except DragganError as exc:
+        found.add(where, f"the generator file is unusable: {exc}", _CHECKPOINT_EXPECTED)
+        return
+    if kind not in (PICKLE, SAFETENSORS, JSON):
+        what = "a torch.save archive" if kind == ZIP else "not a checkpoint dragpipe reads"
+        found.add(where, f"the generator file {path} is {what}", _CHECKPOINT_EXPECTED)
+
+
+_CHECKPOINT_EXPECTED = "an NVIDIA StyleGAN2 .pkl (PyTorch or TensorFlow) or a dragpipe .safetensors"
+
+
 def _check_files(data: dict, base_dir: Path, found: _Collector, require_generator: bool):
     if require_generator:
-        _check_file(found, ("generator",), base_dir, "generator file")
+        _check_generator(found, base_dir)
     for i, photo in _dicts(data.get("photos")):
         if not isinstance(photo, dict):
             continue

@@ -25,8 +25,9 @@ import numpy as np
 import scipy.ndimage
 from PIL import Image, ImageOps
 
-from pipeline.align.transform import AlignTransform
+from pipeline.alignment.transform import AlignTransform
 from pipeline.errors import PipelineError
+from pipeline.image_files import ImageFileError, decode, open_image
 from pipeline.spec.models import CircleMask, EditSpec, EllipseMask, PngMask, PolygonMask
 from pipeline.spec.points import as_landmarks, resolve_point
 
@@ -118,19 +119,19 @@ def _polygon(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.ndarray:
 def _read_png(edit: EditSpec, item: PngMask) -> np.ndarray:
     """The mask image as float64 [H, W] in [0, 1]: alpha if present, else luminance."""
     try:
-        with Image.open(item.png) as image:
-            image = ImageOps.exif_transpose(image)
-            if image.mode in _HIGH_BIT_MODES:
-                return np.asarray(image, dtype=np.float64) / _HIGH_BIT_MODES[image.mode]
-            has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-            if has_alpha:
-                return np.asarray(image.convert("RGBA"), dtype=np.float64)[..., 3] / 255.0
-            return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
-    except OSError as exc:
+        image = decode(open_image(item.png, "mask image"), item.png, "mask image")
+    except ImageFileError as exc:
         raise PipelineError(
-            f"{edit.where}: photo {edit.photo_id!r}, edit {edit.name!r}: mask image "
-            f"{item.png} cannot be read ({exc}): give a PNG"
+            f"{edit.where}: photo {edit.photo_id!r}, edit {edit.name!r}: {exc}"
         ) from None
+    with image:
+        image = ImageOps.exif_transpose(image)
+        if image.mode in _HIGH_BIT_MODES:
+            return np.asarray(image, dtype=np.float64) / _HIGH_BIT_MODES[image.mode]
+        has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+        if has_alpha:
+            return np.asarray(image.convert("RGBA"), dtype=np.float64)[..., 3] / 255.0
+        return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
 
 
 def _png_layer(

@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from pipeline.align.landmark_names import LANDMARK_NAMES, NUM_LANDMARKS, landmark_index
+from pipeline.alignment.landmark_names import LANDMARK_NAMES, NUM_LANDMARKS, landmark_index
 from pipeline.spec.sections import SpecModel, StrictFloat, did_you_mean
 from pipeline.spec.settings import (
     AlignSection,
@@ -41,7 +41,6 @@ from pipeline.spec.settings import (
 )
 
 Space = Literal["photo", "aligned"]
-SPACES = ("photo", "aligned")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _NAME_RULE = "a name of letters, digits, '.', '_' or '-' starting with a letter or digit"
 
@@ -102,7 +101,7 @@ class LandmarkPoint(SpecModel):
             raise spec_error(
                 f"unknown landmark name{hint}",
                 "a name such as nose_tip, mouth_left, chin, left_eye_outer, jaw_3 (see "
-                "pipeline/align/landmark_names.py; 'left' = left of the image) or 0-67",
+                "pipeline/alignment/landmark_names.py; 'left' = left of the image) or 0-67",
             ) from None
 
     @field_validator("offset")

@@ -1,7 +1,7 @@
 """An edit's drag points in aligned-image pixels, and which face a photo-space edit is for.
 
 Every point form of the spec ends up as float64 aligned-image pixel coordinates (x, y),
-pixel centres at integers (``pipeline/align/transform.py``):
+pixel centres at integers (``pipeline/alignment/transform.py``):
 
 - ``[x, y]`` in photo space: mapped through the face's ``AlignTransform``;
 - ``[x, y]`` in aligned space: taken as is;
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.align.landmark_names import landmark_name
-from pipeline.align.transform import AlignTransform, photo_to_aligned
+from pipeline.alignment.landmark_names import landmark_name
+from pipeline.alignment.transform import AlignTransform, photo_to_aligned
 from pipeline.errors import PipelineError
 from pipeline.spec.models import EditSpec, LandmarkPoint
 

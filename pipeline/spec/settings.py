@@ -3,11 +3,11 @@
 Sections (each optional, at the top of the spec and per photo; ``drag:`` and
 ``composite:`` per edit too):
 
-    align:     fields of pipeline.align.AlignConfig
+    align:     fields of pipeline.alignment.AlignConfig
     invert:    preset: NAME (inversion.PROJECT_PRESETS), project: fields of
                inversion.ProjectConfig, tune: fields of inversion.TuneConfig
     drag:      fields of draggan.DragConfig
-    composite: fields of pipeline.composite.CompositeConfig
+    composite: fields of pipeline.compositing.CompositeConfig
 
 Precedence: the config's defaults, then the ``invert.preset`` named at the most specific
 level (edit > photo > top) replaces the projection defaults, then every explicitly set
@@ -25,8 +25,8 @@ from typing import Any, Literal
 from draggan import DragConfig
 from draggan.errors import DragganError
 from inversion import PROJECT_PRESETS, ProjectConfig, TuneConfig
-from pipeline.align import AlignConfig
-from pipeline.composite import CompositeConfig
+from pipeline.alignment import AlignConfig
+from pipeline.compositing import CompositeConfig
 from pipeline.errors import PipelineError
 from pipeline.spec.sections import (
     SpecModel,

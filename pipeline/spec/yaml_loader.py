@@ -14,7 +14,10 @@ This reader composes the node tree with PyYAML and builds the values itself:
 
 Every value's position (1-based line and column) is recorded under its path, a tuple of
 mapping keys and list indices, as is every mapping key's position and every scalar's text
-as written, so validation errors can point at the file.
+as written, so validation errors can point at the file. ``spans`` and ``key_spans`` give
+the character range each value and key was written in (a block collection's range ends
+where its last value ends, before any comment), so the editor can rewrite one value of a
+spec and leave every other character of the file as it was.
 """
 
 from __future__ import annotations
@@ -71,6 +74,19 @@ class YamlProblem:
     expected: str
 
 
+@dataclass(frozen=True)
+class Span:
+    """Where a node was written: character offsets ``start`` .. ``end`` (exclusive) in the
+    text, ``end`` being where its last value ends (comments and blank lines after a block
+    collection are not part of it); ``flow``: written in flow style (``[..]``, ``{..}``) or
+    as a scalar, ``column``: 0-based column of ``start``."""
+
+    start: int
+    end: int
+    column: int
+    flow: bool
+
+
 @dataclass
 class LoadedYaml:
     """The document's value plus where every part of it was written."""
@@ -80,6 +96,8 @@ class LoadedYaml:
     key_marks: dict[Path_, Mark] = field(default_factory=dict)
     source_text: dict[Path_, str] = field(default_factory=dict)  # scalars as written
     problems: list[YamlProblem] = field(default_factory=list)
+    spans: dict[Path_, Span] = field(default_factory=dict)  # values as written
+    key_spans: dict[Path_, Span] = field(default_factory=dict)  # mapping keys as written
 
     def mark_of(self, path: Path_, *, key: bool = False) -> Mark:
         """Position of ``path`` (its key's position when ``key``), else of its nearest parent."""
@@ -297,4 +315,37 @@ def load_yaml(text: str, source: str | Path = "<spec>") -> LoadedYaml:
     if node is None:
         return out
     out.data = _Builder(out).build(node, ())
+    if not out.problems:
+        _record_spans(node, (), out, set())
     return out
+
+
+def _record_spans(node: Node, path: Path_, out: LoadedYaml, active: set[int]) -> int:
+    """Record the spans of ``node`` and its descendants; returns where ``node`` ends."""
+    start = node.start_mark.index
+    flow = isinstance(node, ScalarNode) or bool(node.flow_style)
+    end = node.end_mark.index if flow else start
+    if not isinstance(node, ScalarNode) and id(node) not in active:
+        active.add(id(node))
+        if isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                end = max(end, _record_spans(item, path + (i,), out, active))
+        else:
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, ScalarNode) else None
+                if key is None or key == "<<":
+                    end = max(end, _record_spans(value_node, path + ("<<",), out, active))
+                    continue
+                out.key_spans.setdefault(
+                    path + (key,),
+                    Span(
+                        key_node.start_mark.index,
+                        key_node.end_mark.index,
+                        key_node.start_mark.column,
+                        True,
+                    ),
+                )
+                end = max(end, _record_spans(value_node, path + (key,), out, active))
+        active.discard(id(node))
+    out.spans.setdefault(path, Span(start, end, node.start_mark.column, flow))
+    return end

@@ -1,8 +1,11 @@
-"""The four stages, each a small module computing one result from its inputs and the store.
+"""The four stages, each a module defining its task: the parameters of one job of that stage
+and the function that computes its result (``pipeline.jobs.Task``).
 
-``align`` (photo -> aligned faces), ``invert`` (aligned face -> pivot ws + tuned generator),
-``edit`` (inverted face -> dragged ws + images), ``composite`` (edits -> output photo);
-``common`` holds the run context and the cached-or-computed wrapper every stage uses.
+``align`` (photo -> aligned faces, ``AlignTask``), ``invert`` (aligned face -> pivot ws +
+tuned generator, ``InvertTask``), ``edit`` (inverted face -> dragged ws + images,
+``EditTask``), ``composite`` (edits -> output photo, ``CompositeTask``). ``context`` is what
+a compute function gets besides its task, ``generators`` the run's base and tuned
+generators, ``tuned`` the tuned generator's file format, ``images`` the PNG helpers.
 (Nothing heavy is imported here, so the CLI starts fast.)
 """
 

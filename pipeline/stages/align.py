@@ -4,7 +4,7 @@ Key: the alignment settings (face choice, detector and warp settings, output siz
 generator's resolution), the photo's bytes digest and the landmarks file's digest when
 landmarks are given. Result files:
 
-- ``faces.json``: one record per selected face, in the order the later stages use:
+- ``faces.json``: one ``FaceRecord`` per selected face, in the order the later stages use:
   ``index`` (its position among the photo's faces, left to right), ``box``, ``score``,
   ``source`` ('dlib' | 'override'), ``landmarks`` [68, 2] in photo pixels,
   ``aligned_landmarks`` [68, 2] in aligned pixels, and ``transform``
@@ -14,105 +14,130 @@ landmarks are given. Result files:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.align.transform import AlignTransform, photo_to_aligned
-from pipeline.stages.common import Outcome, StageContext, run_cached, save_png
-from pipeline.store import KeyMaterial, Pending, Result
+from pipeline.alignment import AlignConfig
+from pipeline.alignment.transform import AlignTransform, photo_to_aligned
+from pipeline.jobs import Info, Metrics
+from pipeline.stages.context import StageContext
+from pipeline.stages.images import save_png
+from pipeline.store import KeyMaterial, Pending, Ref, Result, Store
 
 VERSION = 1
+FACES = "faces.json"
 
 
-def material(
-    ctx: StageContext,
-    photo_path: Path,
-    landmarks_path: Path | None,
-    face: str | int,
-    config: Any,
-    output_size: int,
-) -> KeyMaterial:
-    inputs: dict[str, Any] = {"photo": ctx.store.file_digest(photo_path)}
-    if landmarks_path is not None:
-        inputs["landmarks"] = ctx.store.file_digest(landmarks_path)
-    return KeyMaterial(
-        stage="align",
-        version=VERSION,
-        params={
-            "align": config.to_dict(),
-            "face": {"choice": face},
-            "output": {"size": int(output_size)},
-        },
-        inputs=inputs,
-    )
+def face_image(k: int) -> str:
+    """The result file of the k-th selected face's aligned crop."""
+    return f"face{k}.png"
 
 
-def run(
-    ctx: StageContext,
-    photo_path: Path,
-    landmarks_path: Path | None,
-    face: str | int,
-    config: Any,
-    output_size: int,
-) -> Outcome:
-    key = material(ctx, photo_path, landmarks_path, face, config, output_size)
-    return run_cached(
-        ctx,
-        key,
-        lambda pending: _compute(pending, photo_path, landmarks_path, face, config, output_size),
-    )
+@dataclass(frozen=True)
+class FaceRecord:
+    """One selected face of an alignment result (see the module docstring)."""
 
+    index: int  # among the photo's faces, left to right
+    box: tuple[float, float, float, float]
+    score: float | None
+    source: str  # 'dlib' | 'override'
+    landmarks: np.ndarray  # [68, 2] photo pixels, float64
+    aligned_landmarks: np.ndarray  # [68, 2] aligned pixels, float64
+    transform: AlignTransform
 
-def _compute(
-    pending: Pending,
-    photo_path: Path,
-    landmarks_path: Path | None,
-    face: str | int,
-    config: Any,
-    output_size: int,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    from pipeline.align import (
-        align_face,
-        face_warning,
-        find_faces,
-        load_landmarks_json,
-        select_faces,
-    )
-    from pipeline.photo import load_photo
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "box": list(self.box),
+            "score": self.score,
+            "source": self.source,
+            "landmarks": self.landmarks.tolist(),
+            "aligned_landmarks": self.aligned_landmarks.tolist(),
+            "transform": self.transform.to_dict(),
+        }
 
-    photo = load_photo(photo_path)
-    override = load_landmarks_json(landmarks_path) if landmarks_path is not None else None
-    found = find_faces(photo, config, landmarks=override)
-    chosen = select_faces(found, face)
-    records, warnings = [], []
-    for k, item in enumerate(chosen):
-        aligned, transform = align_face(photo, item.landmarks, config, output_size)
-        save_png(pending.file(f"face{k}.png"), np.asarray(aligned.convert("RGB")))
-        note = face_warning(item, output_size)
-        if note:
-            warnings.append(note)
-        records.append(
-            {
-                "index": int(item.index),
-                "box": [float(v) for v in item.box],
-                "score": float(item.score) if np.isfinite(item.score) else None,
-                "source": item.source,
-                "landmarks": item.landmarks.tolist(),
-                "aligned_landmarks": photo_to_aligned(item.landmarks, transform).tolist(),
-                "transform": transform.to_dict(),
-            }
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaceRecord:
+        return cls(
+            index=int(data["index"]),
+            box=tuple(float(v) for v in data["box"]),  # type: ignore[arg-type]
+            score=None if data["score"] is None else float(data["score"]),
+            source=str(data["source"]),
+            landmarks=np.asarray(data["landmarks"], dtype=np.float64),
+            aligned_landmarks=np.asarray(data["aligned_landmarks"], dtype=np.float64),
+            transform=AlignTransform.from_dict(data["transform"]),
         )
-    pending.write_json("faces.json", records)
-    metrics = {"faces_found": len(found), "faces_selected": len(chosen)}
-    return metrics, {"photo_size": list(photo.size), "warnings": warnings}
 
 
-def faces(result: Result) -> list[dict[str, Any]]:
-    """The selected faces' records (see the module docstring)."""
-    return list(result.json("faces.json"))
+def faces(result: Result) -> list[FaceRecord]:
+    """The selected faces of an alignment result, in order."""
+    return [FaceRecord.from_dict(record) for record in result.json(FACES)]
 
 
-def transform_of(record: dict[str, Any]) -> AlignTransform:
-    return AlignTransform.from_dict(record["transform"])
+@dataclass(frozen=True)
+class AlignTask:
+    """Align the faces of one photo."""
+
+    STAGE: ClassVar[str] = "align"
+
+    photo: Path
+    landmarks: Path | None  # a landmarks override file, or None: detect
+    face: str | int  # 'largest' | 'all' | an index, left to right
+    config: AlignConfig
+    output_size: int  # the generator's resolution
+
+    def material(self, store: Store) -> KeyMaterial:
+        inputs: dict[str, Any] = {"photo": store.file_digest(self.photo)}
+        if self.landmarks is not None:
+            inputs["landmarks"] = store.file_digest(self.landmarks)
+        return KeyMaterial(
+            stage=self.STAGE,
+            version=VERSION,
+            params={
+                "align": self.config.to_dict(),
+                "face": {"choice": self.face},
+                "output": {"size": int(self.output_size)},
+            },
+            inputs=inputs,
+        )
+
+    def needs(self) -> tuple[Ref, ...]:
+        return ()
+
+    def compute(self, ctx: StageContext, pending: Pending, label: str) -> tuple[Metrics, Info]:
+        from pipeline.alignment import (
+            align_face,
+            face_warning,
+            find_faces,
+            load_landmarks_json,
+            select_faces,
+        )
+        from pipeline.photo import load_photo
+
+        photo = load_photo(self.photo)
+        override = load_landmarks_json(self.landmarks) if self.landmarks is not None else None
+        found = find_faces(photo, self.config, landmarks=override)
+        chosen = select_faces(found, self.face)
+        records, warnings = [], []
+        for k, item in enumerate(chosen):
+            aligned, transform = align_face(photo, item.landmarks, self.config, self.output_size)
+            save_png(pending.file(face_image(k)), np.asarray(aligned.convert("RGB")))
+            note = face_warning(item, self.output_size)
+            if note:
+                warnings.append(note)
+            record = FaceRecord(
+                index=int(item.index),
+                box=tuple(float(v) for v in item.box),  # type: ignore[arg-type]
+                score=float(item.score) if np.isfinite(item.score) else None,
+                source=item.source,
+                landmarks=np.asarray(item.landmarks, dtype=np.float64),
+                aligned_landmarks=photo_to_aligned(item.landmarks, transform),
+                transform=transform,
+            )
+            records.append(record.to_dict())
+        pending.write_json(FACES, records)
+        metrics = {"faces_found": len(found), "faces_selected": len(chosen)}
+        return metrics, {"photo_size": list(photo.size), "warnings": warnings}

@@ -8,45 +8,28 @@ of photo pixels the edit touched.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image
 
+from pipeline.compositing import CompositeConfig
+from pipeline.jobs import Info, Metrics
 from pipeline.stages.align import faces as align_faces
-from pipeline.stages.align import transform_of
-from pipeline.stages.common import Outcome, StageContext, load_png, run_cached
-from pipeline.store import KeyMaterial, Pending, Result
+from pipeline.stages.context import StageContext
+from pipeline.stages.edit import EDITED, MASK
+from pipeline.stages.images import load_png
+from pipeline.stages.invert import RECONSTRUCTION
+from pipeline.store import KeyMaterial, Pending, Ref, Result, Store
 
 VERSION = 1
 
 _DEFAULT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp"}
 
 
-def material(
-    ctx: StageContext,
-    photo_path: Path,
-    align_key: str,
-    faces: list[int],
-    invert_keys: list[str],
-    edit_keys: list[str],
-    config: Any,
-) -> KeyMaterial:
-    return KeyMaterial(
-        stage="composite",
-        version=VERSION,
-        params={"composite": config.to_dict(), "faces": {"edited": list(faces)}},
-        inputs={
-            "photo": ctx.store.file_digest(photo_path),
-            "align": align_key,
-            "invert": list(invert_keys),
-            "edits": list(edit_keys),
-        },
-    )
-
-
-def output_extension(photo_path: Path, fmt: str, config: Any) -> str:
+def output_extension(photo_path: Path, fmt: str, config: CompositeConfig) -> str:
     """The output file's extension: the photo's own when it names its format."""
     fmt = "PNG" if config.output_format == "png" else fmt.upper()
     suffix = Path(photo_path).suffix
@@ -60,64 +43,68 @@ def output_extension(photo_path: Path, fmt: str, config: Any) -> str:
     return ".png"
 
 
-def run(
-    ctx: StageContext,
-    photo_path: Path,
-    align: Result,
-    faces: list[int],
-    inverts: list[Result],
-    edits: list[Result],
-    config: Any,
-) -> Outcome:
-    """Composite the edits of faces ``faces`` (indices into the alignment's faces)."""
-    key = material(
-        ctx, photo_path, align.key, faces, [r.key for r in inverts], [r.key for r in edits], config
-    )
-    return run_cached(
-        ctx,
-        key,
-        lambda pending: _compute(pending, photo_path, align, faces, inverts, edits, config),
-    )
-
-
 def output_file(result: Result) -> Path:
+    """The composite result's output photo."""
     names = [name for name in result.manifest["files"] if name.startswith("output")]
     return result.file(names[0])
 
 
-def _compute(
-    pending: Pending,
-    photo_path: Path,
-    align: Result,
-    face_ids: list[int],
-    inverts: list[Result],
-    edits: list[Result],
-    config: Any,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    from pipeline.composite import FaceEdit, composite_faces
-    from pipeline.photo import load_photo
-    from pipeline.photo_output import save_output, working_rgb
+@dataclass(frozen=True)
+class CompositeTask:
+    """Put the edits of ``faces`` (indices into the alignment's faces) back into the photo."""
 
-    photo = load_photo(photo_path)
-    everyone = align_faces(align)
-    records = [everyone[k] for k in face_ids]
-    faces = []
-    for record, invert, edit in zip(records, inverts, edits, strict=True):
-        mask = None
-        if edit.has("mask.png"):
-            mask = load_png(edit.file("mask.png"))[:, :, 0].astype(np.float32) / 255.0
-        faces.append(
-            FaceEdit(
-                transform=transform_of(record),
-                reconstruction=load_png(invert.file("reconstruction.png")),
-                edited=load_png(edit.file("edited.png")),
-                landmarks=np.asarray(record["aligned_landmarks"], dtype=np.float64),
-                user_mask=mask,
-                name=f"face {record['index']}",
-            )
+    STAGE: ClassVar[str] = "composite"
+
+    edit: str  # the edit's name (names the user-facing files; not part of the key)
+    photo: Path
+    config: CompositeConfig
+    align: Ref
+    faces: tuple[int, ...]
+    inverts: tuple[Ref, ...]  # per face: its inversion (the reconstruction)
+    edits: tuple[Ref, ...]  # per face: the edit's result
+
+    def material(self, store: Store) -> KeyMaterial:
+        return KeyMaterial(
+            stage=self.STAGE,
+            version=VERSION,
+            params={"composite": self.config.to_dict(), "faces": {"edited": list(self.faces)}},
+            inputs={
+                "photo": store.file_digest(self.photo),
+                "align": self.align.key,
+                "invert": [ref.key for ref in self.inverts],
+                "edits": [ref.key for ref in self.edits],
+            },
         )
-    result = composite_faces(working_rgb(photo), faces, config)
-    ext = output_extension(photo_path, photo.format, config)
-    save_output(photo, result, pending.file(f"output{ext}"), config)
-    touched = float(np.mean(result.changed))
-    return {"touched_fraction": round(touched, 6)}, {"format": photo.format, "mode": photo.mode}
+
+    def needs(self) -> tuple[Ref, ...]:
+        return (self.align, *self.inverts, *self.edits)
+
+    def compute(self, ctx: StageContext, pending: Pending, label: str) -> tuple[Metrics, Info]:
+        from pipeline.compositing import FaceEdit, composite_faces
+        from pipeline.photo import load_photo
+        from pipeline.photo_output import save_output, working_rgb
+
+        photo = load_photo(self.photo)
+        everyone = align_faces(ctx.store.result(self.align))
+        edits = []
+        for k, invert_ref, edit_ref in zip(self.faces, self.inverts, self.edits, strict=True):
+            record, invert = everyone[k], ctx.store.result(invert_ref)
+            edit = ctx.store.result(edit_ref)
+            mask = None
+            if edit.has(MASK):
+                mask = load_png(edit.file(MASK))[:, :, 0].astype(np.float32) / 255.0
+            edits.append(
+                FaceEdit(
+                    transform=record.transform,
+                    reconstruction=load_png(invert.file(RECONSTRUCTION)),
+                    edited=load_png(edit.file(EDITED)),
+                    landmarks=record.aligned_landmarks,
+                    user_mask=mask,
+                    name=f"face {record.index}",
+                )
+            )
+        result = composite_faces(working_rgb(photo), edits, self.config)
+        ext = output_extension(self.photo, photo.format, self.config)
+        save_output(photo, result, pending.file(f"output{ext}"), self.config)
+        touched = float(np.mean(result.changed))
+        return {"touched_fraction": round(touched, 6)}, {"format": photo.format, "mode": photo.mode}

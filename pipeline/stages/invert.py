@@ -18,40 +18,33 @@ Both loops save their complete state in the pending directory every
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar
 
 import torch
 
+from draggan.loop_state import LoopState
+from inversion import Progress, ProjectConfig, TuneConfig
+from pipeline.jobs import Info, Metrics
 from pipeline.progress import StageProgress
-from pipeline.stages.common import (
-    Outcome,
-    StageContext,
-    image_to_tensor,
-    load_png,
-    run_cached,
-    save_png,
-    tensor_to_image,
-)
-from pipeline.stages.generator import base_generator, tuned_generator
+from pipeline.stages.align import face_image
+from pipeline.stages.context import StageContext
+from pipeline.stages.images import image_to_tensor, load_png, save_png, tensor_to_image
 from pipeline.stages.tuned import save_tuned
-from pipeline.store import KeyMaterial, Pending, Result
+from pipeline.store import KeyMaterial, Pending, Ref, Store
 
-VERSION = 1
-
-
-def material(ctx: StageContext, align_key: str, face: int, project: Any, tune: Any) -> KeyMaterial:
-    return KeyMaterial(
-        stage="invert",
-        version=VERSION,
-        params={"project": project.to_dict(), "tune": tune.to_dict(), "face": {"index": face}},
-        inputs={"align": align_key, "generator": ctx.generator_digest},
-    )
+T = TypeVar("T")
+# 2: both loops synthesise in float32 (force_fp32), as PTI does: fp16 results from CUDA are
+# not served
+VERSION = 2
+WS, GENERATOR, RECONSTRUCTION = "ws.safetensors", "generator.safetensors", "reconstruction.png"
 
 
 def _checkpointing(pending: Pending, name: str, every: int, bar: StageProgress, total: int):
     """A loop callback: progress display + a state checkpoint every ``every`` steps."""
 
-    def callback(progress: Any) -> None:
+    def callback(progress: Progress) -> None:
         live = {k: float(v) for k, v in progress.losses.items()}
         bar.update(progress.step, total, **live)
         if progress.step % every == 0 and progress.step < progress.num_steps:
@@ -61,75 +54,108 @@ def _checkpointing(pending: Pending, name: str, every: int, bar: StageProgress, 
     return callback
 
 
-def run(
-    ctx: StageContext, align: Result, face: int, project: Any, tune: Any, label: str
-) -> Outcome:
-    """The inversion of face ``face`` of an alignment result (cached or computed)."""
-    key = material(ctx, align.key, face, project, tune)
-    return run_cached(
-        ctx, key, lambda pending: _compute(ctx, pending, align, face, project, tune, label)
-    )
-
-
-def _compute(
+def _resumable(
     ctx: StageContext,
     pending: Pending,
-    align: Result,
-    face: int,
-    project_config: Any,
-    tune_config: Any,
     label: str,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    from inversion import ProjectState, TuneState, check_weights, evaluate, project, tune
-
-    check_weights(project_config.lpips_net, project_config.perceptual_backbone)
-    check_weights(tune_config.lpips_net, tune_config.perceptual_backbone)
-    G = base_generator(ctx)
-    target = image_to_tensor(load_png(align.file(f"face{face}.png"))).to(ctx.device)  # [1,3,R,R]
-    every = max(1, ctx.checkpoint_every)
-
-    ws_file = pending.file("ws.safetensors")
-    resumed = []
-    if ws_file.is_file():  # projection finished in an earlier, interrupted attempt
-        from safetensors.torch import load_file
-
-        ws = load_file(str(ws_file))["ws"].to(ctx.device)
-        resumed.append("projection")
-    else:
-        saved = pending.load_checkpoint("project")
-        resume = ProjectState.from_tensors(*saved) if saved else None
-        if resume is not None:
-            ctx.display.info(f"{label} projection: resuming at step {resume.step}")
-        with ctx.display.stage(f"{label} project", project_config.num_steps) as bar:
-            callback = _checkpointing(pending, "project", every, bar, project_config.num_steps)
-            ws = project(G, target, project_config, callback=callback, resume=resume)
-            bar.close()
-        pending.write_tensors("ws.safetensors", {"ws": ws})
-        pending.drop_checkpoint("project")
-
-    saved = pending.load_checkpoint("tune")
-    resume = TuneState.from_tensors(*saved) if saved else None
+    loop: tuple[str, str, type[LoopState], int],  # checkpoint name, words, state class, steps
+    run: Callable[[Callable[[Progress], None], LoopState | None], T],
+) -> T:
+    """``run(callback, resume)`` of one loop: resumed from its checkpoint when there is one,
+    shown as a progress bar, its state saved every ``ctx.checkpoint_every`` steps."""
+    name, words, state_class, total = loop
+    saved = pending.load_checkpoint(name)
+    resume = state_class.from_tensors(*saved) if saved else None
     if resume is not None:
-        ctx.display.info(f"{label} tuning: resuming at step {resume.step}")
-    with ctx.display.stage(f"{label} tune", tune_config.max_steps) as bar:
-        callback = _checkpointing(pending, "tune", every, bar, tune_config.max_steps)
-        tuned = tune(G, ws, target, tune_config, callback=callback, resume=resume)
+        ctx.display.info(f"{label} {words}: resuming at step {resume.step}")
+    with ctx.display.stage(f"{label} {name}", total) as bar:
+        every = max(1, ctx.checkpoint_every)
+        out = run(_checkpointing(pending, name, every, bar, total), resume)
         bar.close()
-    counts = save_tuned(pending.file("generator.safetensors"), tuned, G, ctx.generator_digest)
-    del tuned
+    return out
 
-    # Render and measure from the stored delta: exactly what later runs will load.
-    G_tuned = tuned_generator(ctx, pending.key, pending.file("generator.safetensors"))
-    with torch.no_grad():
-        image = G_tuned.synthesis(ws, noise_mode="const")  # [1, 3, R, R]
-    save_png(pending.file("reconstruction.png"), tensor_to_image(image))
-    report = evaluate(
-        G_tuned,
-        ws,
-        target,
-        lpips_net=tune_config.lpips_net,
-        perceptual_backbone=tune_config.perceptual_backbone,
-    )
-    metrics = report.to_dict()
-    pending.drop_checkpoint("tune")
-    return metrics, {"resumed": resumed, "delta": counts}
+
+@dataclass(frozen=True)
+class InvertTask:
+    """Invert face ``face`` of an alignment result into the generator (PTI)."""
+
+    STAGE: ClassVar[str] = "invert"
+
+    align: Ref
+    face: int  # index into the alignment's selected faces
+    project: ProjectConfig
+    tune: TuneConfig
+    generator: str  # the base checkpoint's digest
+
+    def material(self, store: Store) -> KeyMaterial:
+        return KeyMaterial(
+            stage=self.STAGE,
+            version=VERSION,
+            params={
+                "project": self.project.to_dict(),
+                "tune": self.tune.to_dict(),
+                "face": {"index": self.face},
+            },
+            inputs={"align": self.align.key, "generator": self.generator},
+        )
+
+    def needs(self) -> tuple[Ref, ...]:
+        return (self.align,)
+
+    def compute(self, ctx: StageContext, pending: Pending, label: str) -> tuple[Metrics, Info]:
+        from inversion import ProjectState, TuneState, check_weights, evaluate, project, tune
+
+        project_config, tune_config = self.project, self.tune
+        check_weights(project_config.lpips_net, project_config.perceptual_backbone)
+        check_weights(tune_config.lpips_net, tune_config.perceptual_backbone)
+        G = ctx.generators.base()
+        align = ctx.store.result(self.align)
+        target = image_to_tensor(load_png(align.file(face_image(self.face))))
+        target = target.to(ctx.device)  # [1, 3, R, R]
+        ws_file = pending.file(WS)
+        resumed = []
+        if ws_file.is_file():  # projection finished in an earlier, interrupted attempt
+            from safetensors.torch import load_file
+
+            ws = load_file(str(ws_file))["ws"].to(ctx.device)
+            resumed.append("projection")
+        else:
+            ws = _resumable(
+                ctx,
+                pending,
+                label,
+                ("project", "projection", ProjectState, project_config.num_steps),
+                lambda callback, resume: project(
+                    G, target, project_config, callback=callback, resume=resume
+                ),
+            )
+            pending.write_tensors(WS, {"ws": ws})
+            pending.drop_checkpoint("project")
+
+        tuned = _resumable(
+            ctx,
+            pending,
+            label,
+            ("tune", "tuning", TuneState, tune_config.max_steps),
+            lambda callback, resume: tune(
+                G, ws, target, tune_config, callback=callback, resume=resume
+            ),
+        )
+        counts = save_tuned(pending.file(GENERATOR), tuned, G, ctx.generators.digest)
+        del tuned
+
+        # Render and measure from the stored delta: exactly what later runs will load.
+        G_tuned = ctx.generators.tuned(pending.key, pending.file(GENERATOR))
+        with torch.no_grad():
+            image = G_tuned.synthesis(ws, noise_mode="const")  # [1, 3, R, R]
+        save_png(pending.file(RECONSTRUCTION), tensor_to_image(image))
+        report = evaluate(
+            G_tuned,
+            ws,
+            target,
+            lpips_net=tune_config.lpips_net,
+            perceptual_backbone=tune_config.perceptual_backbone,
+        )
+        metrics = report.to_dict()
+        pending.drop_checkpoint("tune")
+        return metrics, {"resumed": resumed, "delta": counts}

@@ -19,14 +19,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from draggan import Generator
+from draggan.atomic_write import atomic_write
 from pipeline.errors import PipelineError
 
 DELTA_FORMAT = "dragpipe-generator-delta-1"
 
 
-def save_tuned(
-    path: Path, tuned: torch.nn.Module, base: torch.nn.Module, base_digest: str
-) -> dict[str, int]:
+def save_tuned(path: Path, tuned: Generator, base: Generator, base_digest: str) -> dict[str, int]:
     """Write ``tuned - base`` (fp16, changed tensors only); returns counts for the manifest."""
     base_state = base.state_dict()
     tensors: dict[str, torch.Tensor] = {}
@@ -39,11 +39,12 @@ def save_tuned(
         delta = value.detach().float().cpu() - reference.detach().float().cpu()
         tensors[name] = delta.to(torch.float16).contiguous()
     meta = {"format": DELTA_FORMAT, "base_digest": base_digest, "dtype": "float16"}
-    save_file(tensors, str(path), metadata={"meta": json.dumps(meta)})
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta)})
     return {"stored_tensors": len(tensors), "unchanged_tensors": len(base_state) - len(tensors)}
 
 
-def load_tuned(path: Path, base: torch.nn.Module, base_digest: str) -> torch.nn.Module:
+def load_tuned(path: Path, base: Generator, base_digest: str) -> Generator:
     """Rebuild the tuned generator: a copy of ``base`` plus the stored delta (base untouched)."""
     with safe_open(str(path), framework="pt") as handle:
         meta = json.loads((handle.metadata() or {}).get("meta", "{}"))

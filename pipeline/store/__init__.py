@@ -6,7 +6,7 @@ checkpoints, ``lock`` keeps two runs from writing one workdir at once.
 
 from pipeline.store.keys import DigestCache, KeyMaterial, canonical_json, explain_change
 from pipeline.store.lock import LockBusy, RunLock
-from pipeline.store.store import DamagedResult, Pending, Result, Store
+from pipeline.store.store import DamagedResult, Pending, Ref, Result, Store
 
 __all__ = [
     "DamagedResult",
@@ -14,6 +14,7 @@ __all__ = [
     "KeyMaterial",
     "LockBusy",
     "Pending",
+    "Ref",
     "Result",
     "RunLock",
     "Store",

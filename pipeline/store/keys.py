@@ -13,13 +13,13 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from draggan.atomic_write import write_bytes_atomic
 from draggan.version import __version__
 
 _CHUNK = 1 << 20
@@ -68,13 +68,6 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def array_digest(array: np.ndarray) -> str:
-    """Digest of an array's dtype, shape and bytes (e.g. a resolved mask)."""
-    arr = np.ascontiguousarray(array)
-    head = f"{arr.dtype.str}:{list(arr.shape)}:".encode()
-    return sha256_bytes(head + arr.tobytes())
 
 
 @dataclass(frozen=True)
@@ -138,9 +131,7 @@ class DigestCache:
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self._entries, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_bytes_atomic(self.path, json.dumps(self._entries, indent=1, sort_keys=True).encode())
 
 
 def explain_change(old: dict[str, Any], new: dict[str, Any]) -> str:

@@ -1,0 +1,57 @@
+"""``StageContext``: what a job's compute function needs besides its task.
+
+The store, where messages go, the device, the generators and how often long loops save
+their state; optionally a ``watch`` on drags (``dragpipe edit`` streams the frames and stops
+a drag through it). ``StageContext.open`` builds one from plain values, so a process that only
+received a ``Job`` (a worker) can compute it against the same workdir.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.progress import Display
+from pipeline.stages.generators import Generators
+from pipeline.store import Store
+
+# watch(label, record, frame) after every drag step: ``record`` the step's ``DragStep``,
+# ``frame`` its image [R, R, 3] uint8 when the step rendered one. True asks the drag to stop
+# there (the edit stage then raises ``DragStopped``, see ``pipeline.stages.edit``).
+DragWatch = Callable[[str, Any, "np.ndarray | None"], bool]
+
+
+@dataclass
+class StageContext:
+    """Shared by the jobs computed in one process."""
+
+    store: Store
+    display: Display
+    device: torch.device
+    generators: Generators
+    checkpoint_every: int = 25  # loop steps between checkpoints
+    watch: DragWatch | None = None  # sees every drag step; may stop the drag
+
+    @classmethod
+    def open(
+        cls,
+        workdir: Path,
+        generator: Path,
+        device: torch.device,
+        display: Display,
+        checkpoint_every: int = 25,
+    ) -> StageContext:
+        """A context on the store in ``workdir`` for the checkpoint ``generator``."""
+        store = Store(workdir, report=display.warn)
+        return cls(
+            store,
+            display,
+            device,
+            Generators(store, generator, device, display.warn),
+            checkpoint_every,
+        )
