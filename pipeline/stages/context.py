@@ -50,4 +50,10 @@ class StageContext:
         """A context on the store in ``workdir`` for the checkpoint ``generator``
         (``read_only``: a store that writes nothing, for ``status`` and dry runs)."""
         store = Store(workdir, report=display.warn, read_only=read_only)
-        return cls(store, display, device, Generators(store, generator, device), checkpoint_every)
+        return cls(
+            store,
+            display,
+            device,
+            Generators(store, generator, device, display.warn),
+            checkpoint_every,
+        )
