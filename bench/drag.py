@@ -19,35 +19,28 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from draggan import DragConfig, Generator, GeneratorConfig, drag
-
-
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024.0  # kB
-    raise RuntimeError(f"no {field} in /proc/self/status")
+from draggan.autotune import Autotuner
 
 
 def drag_memory_mb(G: Generator, ws: torch.Tensor, mode: str) -> tuple[float, float]:
     """(peak resident MB during a 2-step drag, resident MB before it). Linux: the peak
     (VmHWM) is reset through /proc/self/clear_refs first, so each mode is measured alone."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = _status_mb("VmRSS")
-    step_times(G, ws, mode, 2)
-    return _status_mb("VmHWM"), before
+    import _measure  # (bench/ first on sys.path)
+
+    return _measure.peak_rss_mb(lambda: step_times(G, ws, mode, 2))
 
 
-def build(resolution: int) -> tuple[Generator, torch.Tensor]:
+def build(resolution: int, autotuner: Autotuner | None = None) -> tuple[Generator, torch.Tensor]:
     torch.manual_seed(0)
     config = GeneratorConfig(img_resolution=resolution, channel_base=32768 * resolution // 512)
-    G = Generator(config).eval().requires_grad_(False)
+    G = Generator(config, autotuner=autotuner).eval().requires_grad_(False)
     with torch.no_grad():
         ws = G.mapping(torch.randn(1, config.z_dim))  # [1, num_ws, 512]
     return G, ws
@@ -103,6 +96,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="256 px, 2 steps, 1 round")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--autotune-cache",
+        type=Path,
+        default=None,
+        help="the generator's autotune cache (default: a fresh temporary one, measured anew)",
+    )
     parser.add_argument("--steps", type=int, default=4, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--resolution", type=int, default=512)
@@ -111,7 +110,8 @@ def main() -> None:
     if args.quick:
         args.resolution, args.steps, args.rounds = 256, 2, 1
     torch.set_num_threads(args.threads)
-    G, ws = build(args.resolution)
+    cache = args.autotune_cache or Path(tempfile.mkdtemp()) / "autotune.json"
+    G, ws = build(args.resolution, Autotuner(cache))
     print(
         f"drag bench: {args.resolution} px, channel_base {G.config.channel_base}, "
         f"{args.threads} threads, {args.steps} steps x {args.rounds} rounds per mode"

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from draggan import Generator, GeneratorConfig
+from draggan.autotune import Autotuner
 
 CHANNEL_BASE = {256: 16384, 512: 32768, 1024: 32768}
 
@@ -67,9 +70,16 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--impl", nargs="+", default=["fast", "ref"], choices=["fast", "ref"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--autotune-cache",
+        type=Path,
+        default=None,
+        help="the generator's autotune cache (default: a fresh temporary one, measured anew)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     repeats = 2 if args.quick else 5
+    tuner = Autotuner(args.autotune_cache or Path(tempfile.mkdtemp()) / "autotune.json")
 
     print(f"torch {torch.__version__}, {args.threads} threads, batch 1, median of {repeats}")
     header = f"{'config':<8} {'workload':<20}" + "".join(f"{i:>10}" for i in args.impl)
@@ -80,7 +90,7 @@ def main() -> None:
         config = GeneratorConfig(
             img_resolution=size, channel_base=CHANNEL_BASE.get(size, 32768), conv_clamp=256
         )
-        G = Generator(config).eval()
+        G = Generator(config, autotuner=tuner).eval()
         loads = {impl: workloads(G, impl) for impl in args.impl}
         names = list(loads[args.impl[0]])
         for name in names:

@@ -41,9 +41,18 @@ from draggan import DragConfig, Generator, GeneratorConfig, drag  # noqa: E402
 from draggan.onnx import ExportParams  # noqa: E402
 from draggan.onnx.export import export_artifacts  # noqa: E402
 
-_SPEC = importlib.util.spec_from_file_location("bench_drag", Path(__file__).with_name("drag.py"))
-bench_drag = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench_drag)
+
+def _sibling(name: str):  # bench/NAME.py, imported by path (bench/ is off sys.path here)
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", Path(__file__).with_name(f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+measure = _sibling("_measure")
+bench_drag = _sibling("drag")
 
 
 def build(resolution: int) -> tuple[Generator, torch.Tensor]:
@@ -80,11 +89,7 @@ def step_seconds(G, ws, backend: str, steps: int, artifacts: Path) -> tuple[floa
 
 def peak_mb(G, ws, backend: str, artifacts: Path) -> tuple[float, float]:
     """(peak resident MB of a 2-step drag, resident MB before it)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = bench_drag._status_mb("VmRSS")
-    step_seconds(G, ws, backend, 2, artifacts)
-    return bench_drag._status_mb("VmHWM"), before
+    return measure.peak_rss_mb(lambda: step_seconds(G, ws, backend, 2, artifacts))
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 Depends on none of dragpipe's other packages.
 """
 
+from draggan.autotune import AutotuneError, Autotuner
 from draggan.config import GeneratorConfig
 from draggan.dragging import (
     DragConfig,
@@ -21,6 +22,8 @@ from draggan.native_format import save_generator
 from draggan.version import __version__
 
 __all__ = [
+    "Autotuner",
+    "AutotuneError",
     "DragConfig",
     "DragInputError",
     "DragProgress",

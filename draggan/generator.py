@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from draggan.autotune import Autotuner
 from draggan.config import GeneratorConfig
 from draggan.mapping import MappingNetwork
 from draggan.synthesis import SynthesisNetwork
@@ -21,7 +22,10 @@ class Generator(torch.nn.Module):
     ``img_channels``; submodules ``mapping`` and ``synthesis``.
     """
 
-    def __init__(self, config: GeneratorConfig) -> None:
+    def __init__(self, config: GeneratorConfig, autotuner: Autotuner | None = None) -> None:
+        """``autotuner`` picks the synthesis layers' implementations (None:
+        ``Autotuner.from_environment()``: measured at first use, cached in the user's cache
+        folder); it is ``G.synthesis.autotuner`` afterwards."""
         super().__init__()
         self.config = config
         self.z_dim = config.z_dim
@@ -40,6 +44,7 @@ class Generator(torch.nn.Module):
             resample_filter=config.resample_filter,
             conv_clamp=config.conv_clamp,
             use_noise=config.use_noise,
+            autotuner=autotuner,
         )
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from draggan.autotune import Autotuner
 from draggan.checks import GeneratorInputError, check_choice, check_shape
 from draggan.config import ARCHITECTURES
 from draggan.layers import NOISE_MODES, Conv2dLayer, SynthesisLayer, ToRGBLayer
@@ -26,11 +27,62 @@ class SynthesisOptions:
     noise_mode: str = "const"  # 'const' | 'random' | 'none'
     fused_modconv: bool | None = None  # None: NVIDIA's choice (fused in eval mode)
     force_fp32: bool = False  # ignore num_fp16_res (only matters on CUDA)
-    impl: str = "fast"  # 'fast' (channels_last, folded gains) | 'ref' (NVIDIA's op order)
+    impl: str = "fast"  # 'fast' (tuned layer candidates, folded gains) | 'ref' (NVIDIA's op order)
+    tuner: Autotuner | None = None  # 'fast': picks each layer's candidate; None: defaults
+    grad_ws: int | None = None  # only ws[:, :grad_ws] are differentiated (None: all)
 
 
 DEFAULT_OPTIONS = SynthesisOptions()
 IMPLS = ("fast", "ref")
+
+Box = tuple[int, int, int, int]  # (top, left, bottom, right) pixels of a map, half-open
+# A block's ws: [N, n, w_dim], or its n rows [N, w_dim] each (rows can differ in whether
+# they carry gradients, which the slices of one tensor cannot).
+Rows = torch.Tensor | Sequence[torch.Tensor]
+
+
+def _row(ws: Rows, n: int) -> torch.Tensor:  # [N, w_dim]
+    return ws[n] if isinstance(ws, (list, tuple)) else ws[:, n]
+
+
+@dataclass(frozen=True)
+class BlockWindow:
+    """What one block computes for a window of its output: ``out`` (its output pixels),
+    ``mid`` (conv0's output pixels that conv1 reads, in the block's resolution) and
+    ``source`` (the input pixels conv0 reads, at half the resolution)."""
+
+    out: Box
+    mid: Box
+    source: Box
+
+
+def _grow(box: Box, margin: int, size: int) -> Box:
+    top, left, bottom, right = box
+    return (
+        max(top - margin, 0),
+        max(left - margin, 0),
+        min(bottom + margin, size),
+        min(right + margin, size),
+    )
+
+
+def block_window(out: Box, resolution: int) -> BlockWindow:
+    """The windows a block needs: conv1 (3x3) reads 1 pixel around each output pixel; the
+    x2 up-sampling conv0 (stride-2 transposed 3x3 conv, then the 4-tap FIR filter with
+    padding 1) reads input pixels ceil((j - 3) / 2) ... floor((j + 2) / 2) for output pixel
+    j: 1 input pixel of margin around the halved window. Windows are clipped to the maps
+    (outside, the convolutions read zeros in the full computation too), and a window of
+    conv0's output starting at row 2 t is computed from input rows t, t + 1, ... exactly."""
+    mid = _grow(out, 1, resolution)
+    top, left, bottom, right = mid
+    half = (top // 2, left // 2, -(-bottom // 2), -(-right // 2))
+    return BlockWindow(out, mid, _grow(half, 1, resolution // 2))
+
+
+def _crop(x: torch.Tensor, box: Box, origin: tuple[int, int]) -> torch.Tensor:
+    """The pixels ``box`` of a map whose window ``x`` starts at ``origin`` (top, left)."""
+    top, left, bottom, right = box
+    return x[:, :, top - origin[0] : bottom - origin[0], left - origin[1] : right - origin[1]]
 
 
 class SynthesisBlock(torch.nn.Module):
@@ -94,62 +146,106 @@ class SynthesisBlock(torch.nn.Module):
             return torch.float16
         return torch.float32
 
-    def resolve_fused(self, opts: SynthesisOptions, dtype: torch.dtype, batch: int) -> bool:
+    def resolve_fused(self, opts: SynthesisOptions, dtype: torch.dtype, batch: int) -> bool | None:
         """Fused (grouped) or unfused modulation when ``opts.fused_modconv`` is None.
 
-        'ref': NVIDIA's rule (fused in eval mode, unfused in training mode). 'fast': fused
-        whenever NVIDIA would allow it, in either mode. The unfused form's backward is
-        cheaper (no convolution weight gradient) but its gradient with respect to ws loses
-        precision (about 1e-3 relative to float64, against 1e-6 fused), because the
-        demodulation terms then cancel between two separately rounded sums.
+        'ref': NVIDIA's rule (fused in eval mode, unfused in training mode). 'fast': None,
+        the tuner measures both (fused needs a convolution weight gradient whenever the
+        styles need gradients, unfused does not; unfused scales activations instead of the
+        weights), except where NVIDIA never fuses (float16 with a batch > 1).
         """
         if opts.fused_modconv is not None:
             return opts.fused_modconv
+        allowed = dtype == torch.float32 or batch == 1
         if opts.impl == "fast":
-            return dtype == torch.float32 or batch == 1
-        return (not self.training) and (dtype == torch.float32 or batch == 1)
+            return None if allowed else False
+        return (not self.training) and allowed
 
     def features(
         self,
         x: torch.Tensor | None,  # [N, C_in, res / 2, res / 2]; None for the first block
-        ws: torch.Tensor,  # [N, >= num_conv, w_dim]: the block's conv ws first
+        ws: Rows,  # [N, >= num_conv, w_dim] (or rows): the block's conv ws first
         opts: SynthesisOptions = DEFAULT_OPTIONS,
     ) -> torch.Tensor:  # [N, C_out, res, res]
         """The block's feature map ``x`` (no ToRGB)."""
-        dtype = self.block_dtype(ws.device, opts.force_fp32)
-        fused = self.resolve_fused(opts, dtype, ws.shape[0])
-        memory_format = torch.channels_last if opts.impl == "fast" else torch.contiguous_format
-        kw = dict(noise_mode=opts.noise_mode, fused_modconv=fused, fold_gain=opts.impl == "fast")
+        w0 = _row(ws, 0)
+        dtype = self.block_dtype(w0.device, opts.force_fp32)
+        fused = self.resolve_fused(opts, dtype, w0.shape[0])
+        if opts.impl == "fast":
+
+            def conv(layer: SynthesisLayer, x: torch.Tensor, w: torch.Tensor, gain: float = 1):
+                return layer.forward_fast(x, w, opts.noise_mode, gain, fused, opts.tuner)
+        else:
+
+            def conv(layer: SynthesisLayer, x: torch.Tensor, w: torch.Tensor, gain: float = 1):
+                return layer(x, w, opts.noise_mode, fused, gain)
+
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
-            return self.conv1(x.contiguous(memory_format=memory_format), ws[:, 0], **kw)
-        x = x.to(dtype=dtype).contiguous(memory_format=memory_format)
+            x = self.const.to(dtype=dtype).unsqueeze(0).repeat([w0.shape[0], 1, 1, 1])
+            return conv(self.conv1, x, w0)
+        x = x.to(dtype=dtype)
         if self.architecture == "resnet":
             y = self.skip(x, gain=math.sqrt(0.5))
-            x = self.conv0(x, ws[:, 0], **kw)
-            x = self.conv1(x, ws[:, 1], gain=math.sqrt(0.5), **kw)
+            x = conv(self.conv0, x, w0)
+            x = conv(self.conv1, x, _row(ws, 1), gain=math.sqrt(0.5))
             return y + x
-        x = self.conv0(x, ws[:, 0], **kw)
-        return self.conv1(x, ws[:, 1], **kw)
+        x = conv(self.conv0, x, w0)
+        return conv(self.conv1, x, _row(ws, 1))
+
+    def features_window(
+        self,
+        x: torch.Tensor,  # [N, C_in, ...]: the input map restricted to window.source
+        ws: Rows,  # [N, >= num_conv, w_dim] (or rows)
+        window: BlockWindow,
+        opts: SynthesisOptions,
+    ) -> torch.Tensor:  # [N, C_out, window.out height, window.out width]
+        """The block's output on ``window.out`` from its input on ``window.source``
+        ('skip' and 'orig' architectures; the same values as the full map's, up to rounding)."""
+        w0 = _row(ws, 0)
+        dtype = self.block_dtype(w0.device, opts.force_fp32)
+        fused = self.resolve_fused(opts, dtype, w0.shape[0])
+        top, left, _, _ = window.source
+        x = self.conv0.forward_window(
+            x.to(dtype), w0, opts.noise_mode, 1, fused, (2 * top, 2 * left)
+        )
+        x = _crop(x, window.mid, (2 * top, 2 * left))
+        x = self.conv1.forward_window(
+            x, _row(ws, 1), opts.noise_mode, 1, fused, (window.mid[0], window.mid[1])
+        )
+        return _crop(x, window.out, (window.mid[0], window.mid[1]))
 
     def forward(
         self,
         x: torch.Tensor | None,  # [N, C_in, res / 2, res / 2]; None for the first block
         img: torch.Tensor | None,  # [N, img_channels, res / 2, res / 2] float32, or None
-        ws: torch.Tensor,  # [N, num_conv + num_torgb, w_dim]
+        ws: Rows,  # [N, num_conv + num_torgb, w_dim] (or rows)
         opts: SynthesisOptions = DEFAULT_OPTIONS,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:  # x [N, C_out, res, res], img [N, C, res, res]
         x = self.features(x, ws, opts)
+        return x, self.rgb(x, img, ws, opts)
+
+    def rgb(
+        self,
+        x: torch.Tensor,  # [N, C_out, res, res] this block's features
+        img: torch.Tensor | None,  # [N, img_channels, res / 2, res / 2] float32, or None
+        ws: Rows,  # [N, num_conv + num_torgb, w_dim] (or rows)
+        opts: SynthesisOptions = DEFAULT_OPTIONS,
+    ) -> torch.Tensor | None:  # [N, img_channels, res, res] the running image
+        """The running image after this block ('skip': up-sampled, plus this ToRGB)."""
         if img is not None:
             img = upsample2d(img, self.resample_filter)
         if self.num_torgb:
-            fused = self.resolve_fused(opts, x.dtype, ws.shape[0])
+            w = _row(ws, self.num_conv)
+            fused = self.resolve_fused(opts, x.dtype, w.shape[0])
             y = self.torgb(
-                x, ws[:, self.num_conv], fused_modconv=fused, as_matmul=opts.impl == "fast"
+                x,
+                w,
+                fused_modconv=fused is not False,
+                as_matmul=opts.impl == "fast",
             )
             y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
             img = img + y if img is not None else y
-        return x, img
+        return img
 
 
 class SynthesisNetwork(torch.nn.Module):
@@ -167,8 +263,12 @@ class SynthesisNetwork(torch.nn.Module):
         resample_filter: Sequence[int] = (1, 3, 3, 1),
         conv_clamp: float | None = None,
         use_noise: bool = True,
+        autotuner: Autotuner | None = None,  # None: Autotuner.from_environment()
     ) -> None:
         super().__init__()
+        # Chooses each layer's implementation for impl='fast' (measured once per shape and
+        # machine, cached on disk; see draggan/autotune.py). Replaceable attribute.
+        self.autotuner = autotuner if autotuner is not None else Autotuner.from_environment()
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_resolution_log2 = int(math.log2(img_resolution))
@@ -213,19 +313,38 @@ class SynthesisNetwork(torch.nn.Module):
         noise_mode: str = "const",  # 'const' | 'random' | 'none'
         return_features: bool = False,
         *,
-        fused_modconv: bool | None = None,  # None: fused in eval mode, unfused in train mode
+        fused_modconv: bool | None = None,  # None: 'ref' NVIDIA's rule, 'fast' the tuner's
         force_fp32: bool = False,  # ignore num_fp16_res (only matters on CUDA)
         impl: str = "fast",  # 'fast' | 'ref' (NVIDIA's exact op order; slower)
+        grad_until: int | None = None,  # gradients only through the blocks up to this res
+        grad_ws: int | None = None,  # gradients only to ws[:, :grad_ws]
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Image [N, img_channels, R, R] (about [-1, 1]); with ``return_features`` also the
-        list of every block's output ``x`` ([N, C_res, res, res] float32), b4 first."""
-        opts = SynthesisOptions(noise_mode, fused_modconv, force_fp32, impl)
+        list of every block's output ``x`` ([N, C_res, res, res] float32), b4 first.
+
+        ``grad_until``: for callers that differentiate only the features of the blocks up
+        to that resolution (DragGAN's loss on b128): the higher blocks and every ToRGB run
+        without autograd (the same values; no graph kept for them). ``grad_ws``: only the
+        first ``grad_ws`` rows of ws are differentiated, the others are constants even when
+        ``ws`` as a whole requires gradients (e.g. ``torch.cat([optimised, fixed], 1)``:
+        without it every layer's modulation would be differentiated, in a fused modulated
+        conv a full weight-gradient convolution per layer). The same values."""
+        opts = SynthesisOptions(
+            noise_mode, fused_modconv, force_fp32, impl, self.autotuner, grad_ws
+        )
         ws = self._check(ws, opts)
+        grad = torch.is_grad_enabled()
         x = img = None
         features = []
         for block in self.blocks():
             i = self.w_index[block.resolution]
-            x, img = block(x, img, ws[:, i : i + block.num_conv + block.num_torgb], opts)
+            block_ws = _rows(ws, i, block.num_conv + block.num_torgb, opts)
+            with torch.set_grad_enabled(
+                grad and (grad_until is None or block.resolution <= grad_until)
+            ):
+                x = block.features(x, block_ws, opts)
+            with torch.set_grad_enabled(grad and grad_until is None):
+                img = block.rgb(x, img, block_ws, opts)
             if return_features:
                 features.append(x.to(torch.float32).contiguous())
         return (img, features) if return_features else img
@@ -239,18 +358,123 @@ class SynthesisNetwork(torch.nn.Module):
         fused_modconv: bool | None = None,
         force_fp32: bool = False,
         impl: str = "fast",
+        grad_ws: int | None = None,  # as in forward
     ) -> torch.Tensor:  # [N, C_res, res, res] float32
         """Output of block ``b{resolution}`` only: no ToRGB, no higher block is run."""
         if resolution not in self.block_resolutions:
             raise GeneratorInputError(
                 f"resolution must be one of {self.block_resolutions}, got {resolution}"
             )
-        opts = SynthesisOptions(noise_mode, fused_modconv, force_fp32, impl)
+        opts = SynthesisOptions(
+            noise_mode, fused_modconv, force_fp32, impl, self.autotuner, grad_ws
+        )
         ws = self._check(ws, opts)
         x = None
         for block in self.blocks():
             i = self.w_index[block.resolution]
-            x = block.features(x, ws[:, i : i + block.num_conv], opts)
+            x = block.features(x, _rows(ws, i, block.num_conv, opts), opts)
             if block.resolution == resolution:
                 break
         return x.to(torch.float32).contiguous()
+
+    def features_in(
+        self,
+        ws: torch.Tensor,  # [N, num_ws, w_dim]
+        resolution: int,  # one of block_resolutions, e.g. 128
+        boxes: Sequence[Box],  # windows of the b{resolution} map: (top, left, bottom, right)
+        noise_mode: str = "const",
+        *,
+        fused_modconv: bool | None = None,
+        force_fp32: bool = False,
+        impl: str = "fast",
+        grad_ws: int | None = None,  # as in forward
+    ) -> list[torch.Tensor]:  # per box [N, C_res, bottom - top, right - left] float32
+        """The output of block ``b{resolution}`` on the given windows only: each block
+        above the highest resolution some window needs in full computes just the pixels its
+        windows depend on (a few pixels of margin per block; see ``block_window``), the
+        blocks below run in full once. Equal to ``features_at`` cropped, up to rounding
+        (different convolution shapes); cheap when the windows are small. The 'resnet'
+        architecture (its skip path) and ``impl='ref'`` are computed in full and cropped."""
+        if resolution not in self.block_resolutions:
+            raise GeneratorInputError(
+                f"resolution must be one of {self.block_resolutions}, got {resolution}"
+            )
+        for box in boxes:
+            top, left, bottom, right = box
+            if not (0 <= top < bottom <= resolution and 0 <= left < right <= resolution):
+                raise GeneratorInputError(
+                    f"window {tuple(box)} is not a non-empty part of the {resolution} x "
+                    f"{resolution} map (top, left, bottom, right)"
+                )
+        if self.b4.architecture == "resnet" or impl == "ref":
+            full = self.features_at(
+                ws,
+                resolution,
+                noise_mode,
+                fused_modconv=fused_modconv,
+                force_fp32=force_fp32,
+                impl=impl,
+                grad_ws=grad_ws,
+            )
+            return [_crop(full, box, (0, 0)).contiguous() for box in boxes]
+        opts = SynthesisOptions(
+            noise_mode, fused_modconv, force_fp32, impl, self.autotuner, grad_ws
+        )
+        ws = self._check(ws, opts)
+        chains = [self._windows(resolution, tuple(box)) for box in boxes]
+        full_res = max(self._whole_from(chain, resolution) for chain in chains)
+        x = None
+        for block in self.blocks():
+            if block.resolution > full_res:
+                break
+            i = self.w_index[block.resolution]
+            x = block.features(x, _rows(ws, i, block.num_conv, opts), opts)
+        out = []
+        for box, chain in zip(boxes, chains, strict=True):
+            if full_res == resolution:
+                out.append(_crop(x, tuple(box), (0, 0)).to(torch.float32).contiguous())
+                continue
+            y = _crop(x, chain[2 * full_res].source, (0, 0))
+            res = 2 * full_res
+            while res <= resolution:
+                block = getattr(self, f"b{res}")
+                i = self.w_index[res]
+                y = block.features_window(y, _rows(ws, i, block.num_conv, opts), chain[res], opts)
+                res *= 2
+            out.append(y.to(torch.float32).contiguous())
+        return out
+
+    def _windows(self, resolution: int, box: Box) -> dict[int, BlockWindow]:
+        """The window of every block from ``b{resolution}`` down to b8 for one output box."""
+        chain = {}
+        res = resolution
+        while res > 4:
+            chain[res] = block_window(box, res)
+            box = chain[res].source
+            res //= 2
+        return chain
+
+    @staticmethod
+    def _whole_from(chain: dict[int, BlockWindow], resolution: int) -> int:
+        """The highest resolution (>= 4) at which the chain needs the whole map."""
+        if resolution in chain and _is_whole(chain[resolution].out, resolution):
+            return resolution
+        res = resolution
+        while res > 4 and not _is_whole(chain[res].source, res // 2):
+            res //= 2
+        return max(res // 2, 4)
+
+
+def _is_whole(box: Box, size: int) -> bool:
+    return tuple(box) == (0, 0, size, size)
+
+
+def _rows(ws: torch.Tensor, first: int, count: int, opts: SynthesisOptions) -> list[torch.Tensor]:
+    """Rows ``first ... first + count - 1`` of ws [N, num_ws, w_dim] as [N, w_dim] each; rows
+    at or after ``opts.grad_ws`` detached (constants: their layers get no gradient work,
+    e.g. no weight-gradient convolution of a fused modulated conv)."""
+    limit = opts.grad_ws
+    return [
+        ws[:, j] if limit is None or j < limit else ws[:, j].detach()
+        for j in range(first, first + count)
+    ]

@@ -120,13 +120,11 @@ def project(
         ws = (w_opt + w_noise * scale).repeat(1, G.num_ws // w_opt.shape[1], 1)
         # float32 in every block, as PTI (danielroich/PTI da94d59,
         # training/projectors/w_projector.py: force_fp32=True), whatever num_fp16_res says.
-        # Unfused modulation: the same maths as NVIDIA's fused path (their eval default, and
-        # PTI's), but with frozen weights no weight-gradient convolution is needed: 9-37%
-        # faster per step on CPU; its effect on the result is 30-500x below the spread of
-        # PTI's own noise (bench/projection_modconv.py, figures in BENCHMARKS.md).
-        image = G.synthesis(
-            ws, noise_mode="const", fused_modconv=False, force_fp32=True
-        )  # [1, 3, R, R]
+        # Each layer's modulation (fused as NVIDIA's eval default and PTI, or unfused: the
+        # same maths, no weight-gradient convolution with frozen weights) is the generator's
+        # autotuner's; the form's effect on the result is 30-500x below the spread of PTI's
+        # own noise (bench/projection_modconv.py, figures in BENCHMARKS.md).
+        image = G.synthesis(ws, noise_mode="const", force_fp32=True)  # [1, 3, R, R]
         dist = perceptual.distance(
             target_feats, perceptual.features(resize_for_loss(image, config.lpips_size))
         ).sum()

@@ -5,6 +5,10 @@ The suite runs single-threaded, in this process and in the processes it starts (
 and the tests compare its bytes (with several threads, oneDNN may split reductions
 differently from one call to the next on tiny feature maps). One thread is also the fastest
 for these tiny networks on a shared machine.
+
+Generators built by the tests (and the CLI processes they start) use the autotuner's default
+candidates (``DRAGPIPE_AUTOTUNE=off``): nothing is measured, nothing is written to the user's
+cache folder. The tuner's own tests pass an ``Autotuner`` of their own.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 from draggan import Generator, GeneratorConfig, save_generator
 
 os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the CLI runs the tests start
+os.environ["DRAGPIPE_AUTOTUNE"] = "off"  # likewise
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent

@@ -4,6 +4,7 @@ the final image, in both modes, and the two modes must agree."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from draggan import DragConfig, drag
+from draggan.dragging import engine
 from draggan.native_format import load_native
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -224,3 +226,34 @@ def test_two_handles_on_the_disc_move_it_together(G, ws, start, mode):
     along = float(moved @ wanted / wanted.norm())
     assert along >= FOLLOWED_TWO * float(wanted.norm()), f"disc moved {moved.tolist()}"
     assert abs(float(moved[1])) <= SIDEWAYS
+
+
+def test_fast_windows_hold_everything_a_step_reads(G, ws, start, monkeypatch):
+    """Fast mode without a mask computes the feature block only in windows around the
+    handles. With NaN instead of zeros outside them, a drag (two handles, sub-pixel
+    tracking) takes the path it takes with the whole map computed: nothing outside the
+    windows is read, and their values equal the map's up to rounding."""
+    _, handle, _ = start
+    handles = torch.stack([handle, handle + torch.tensor([0.0, 10.0], dtype=torch.float64)])
+    targets = handles + torch.tensor(DRAG, dtype=torch.float64)
+    settings = {**BASE, "max_steps": 8, "stall_steps": None, "subpixel_tracking": True}
+    config = DragConfig(mode="fast", **settings)
+
+    def nan_outside(parts, boxes, size):
+        canvas = parts[0].new_full((*parts[0].shape[:2], size, size), float("nan"))
+        for part, (top, left, bottom, right) in zip(parts, boxes, strict=True):
+            canvas[:, :, top:bottom, left:right] = part
+        calls.append(boxes)
+        return canvas
+
+    calls = []
+    monkeypatch.setattr(engine, "paste", nan_outside)
+    windowed = drag(G, ws, handles, targets, config=config)
+    whole = drag(G, ws, handles, targets, config=dataclasses.replace(config, feature_windows=False))
+    assert len(calls) == len(windowed.history) >= 5  # every step, render steps too
+    assert all(len(boxes) == 2 for boxes in calls)
+    assert torch.isfinite(windowed.ws).all() and torch.isfinite(windowed.image).all()
+    for a, b in zip(windowed.history, whole.history, strict=True):
+        gap = torch.tensor(a.handles) - torch.tensor(b.handles)
+        assert float(gap.abs().max()) <= 0.25
+    torch.testing.assert_close(windowed.ws, whole.ws, rtol=0, atol=1e-4)

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from draggan.dragging import fast, official
+from draggan.dragging import fast, official, windows
 from draggan.dragging.config import DragConfig
 from draggan.dragging.sampling import sample_features
 from draggan.dragging.tracking import track_handles
@@ -260,3 +260,21 @@ def test_mask_loss_keeps_the_fixed_region(mode):
     assert outside < 0.15 * inside
     free_outside, free_inside = _drag_two_objects(mode, use_mask=False)
     assert free_outside > 0.5 * free_inside  # without the mask, B moves along with A
+
+
+def test_feature_windows_cover_every_cell_a_step_samples():
+    """Every pixel within reach of a handle (clipped to the image) is sampled from cells
+    floor(u) and floor(u) + 1, u = (x + 0.5) h / R - 0.5: all inside the handle's box."""
+    R, h = 512, 128
+    handles = torch.tensor([[3.2, 500.0], [256.0, 255.6], [511.0, 0.4]], dtype=torch.float64)
+    reach = windows.reach(12, 3.0)
+    boxes = windows.feature_windows(handles, reach, R, h)
+    for (x, y), (top, left, bottom, right) in zip(handles.tolist(), boxes, strict=True):
+        for center, low, high in ((x, left, right), (y, top, bottom)):
+            pixels = torch.arange(round(center) - reach, round(center) + reach + 1).clamp(0, R - 1)
+            u = (pixels.double() + 0.5) * h / R - 0.5
+            cells = torch.cat([u.floor(), u.floor() + 1]).clamp(0, h - 1)
+            assert low <= int(cells.min()) and int(cells.max()) < high
+            assert high - low <= (2 * reach + 1) * h // R + 3  # and not much more
+    crowded = torch.rand(80, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert windows.feature_windows(crowded * R, reach, R, h) is None  # most of the map: whole

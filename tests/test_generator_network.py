@@ -234,3 +234,60 @@ def test_pinned_outputs(make):
 PINNED_WS = [0.03367816, 0.11937661, -0.43763483, 0.16663207]
 PINNED_IMG = [-0.44274354, 1.53679729, 0.32126379]
 PINNED_MEAN = -0.32072601
+
+
+@pytest.mark.parametrize("arch", ["skip", "orig", "resnet"])
+def test_features_in_windows_equal_the_full_map(arch, make):
+    """Windows (inside, at borders, the whole map) computed from the blocks' own windows:
+    the full map's values and the same ws gradients, up to rounding."""
+    G = make(architecture=arch, img_resolution=64, conv_clamp=None)
+    ws = ws_for(G, n=2)
+    boxes = [(3, 5, 9, 12), (0, 0, 4, 4), (28, 20, 32, 32), (0, 0, 32, 32)]
+    w_full, w_part = ws.clone().requires_grad_(), ws.clone().requires_grad_()
+    full = G.synthesis.features_at(w_full, 32)
+    parts = G.synthesis.features_in(w_part, 32, boxes)
+    weights = [
+        torch.randn(p.shape, generator=torch.Generator().manual_seed(i))
+        for i, p in enumerate(parts)
+    ]
+    crops = [full[:, :, top:bottom, left:right] for top, left, bottom, right in boxes]
+    sum((c * q).sum() for c, q in zip(crops, weights, strict=True)).backward()
+    sum((p * q).sum() for p, q in zip(parts, weights, strict=True)).backward()
+    for crop, part in zip(crops, parts, strict=True):
+        torch.testing.assert_close(part, crop.detach(), rtol=0, atol=1e-5)
+    assert (w_part.grad - w_full.grad).abs().max() <= 1e-5 * w_full.grad.abs().max()
+    with pytest.raises(DragganError, match="not a non-empty part"):
+        G.synthesis.features_in(ws, 32, [(4, 4, 4, 9)])
+
+
+def test_grad_until_differentiates_only_the_lower_blocks(make):
+    G = make()
+    ws = ws_for(G, n=2).requires_grad_()
+    img, feats = G.synthesis(ws, return_features=True)
+    img_cut, feats_cut = G.synthesis(ws, return_features=True, grad_until=16)
+    torch.testing.assert_close(img_cut, img, rtol=0, atol=1e-5)
+    for a, b in zip(feats_cut, feats, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    assert feats_cut[2].requires_grad and not feats_cut[3].requires_grad
+    assert not img_cut.requires_grad
+
+
+def test_grad_ws_makes_the_later_rows_constants(make):
+    """ws = cat(optimised, fixed) requires grad as a whole; grad_ws=k keeps the layers of
+    rows >= k out of the backward (their styles are constants), values and the optimised
+    rows' gradients unchanged."""
+    G = make()
+    seen = {}
+    for name in ("b8.conv1", "b16.conv1"):  # rows 2 and 4
+        layer = G.synthesis.get_submodule(name)
+        layer.register_forward_pre_hook(lambda m, args, name=name: seen.update({name: args[1]}))
+    ws = ws_for(G, n=2)
+    grads = []
+    for k in (None, 3):
+        head = ws[:, :3].clone().requires_grad_()
+        feat = G.synthesis.features_at(torch.cat([head, ws[:, 3:]], 1), 16, grad_ws=k)
+        feat.square().mean().backward()
+        grads.append((feat.detach(), head.grad))
+    assert seen["b8.conv1"].requires_grad and not seen["b16.conv1"].requires_grad
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-5, atol=1e-7)

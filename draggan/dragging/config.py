@@ -55,6 +55,9 @@ class DragConfig:
     - ``stall_steps``, ``stall_tolerance``: end with ``converged=False`` when no handle has
       moved more than ``stall_tolerance`` px for ``stall_steps`` steps (None: never).
     - ``noise_mode``: the generator's noise ('const' as the official renderer, or 'none').
+    - ``feature_windows``: fast mode without a mask computes the feature block only in
+      windows around the handles (what the step reads: the tracking window, the motion
+      disc); the same values as the whole map up to rounding, several times cheaper.
     - ``backend``: what runs each step: 'torch' (PyTorch autograd and Adam) or
       'onnxruntime' (the step exported to ONNX and run by ONNX Runtime's training API;
       needs the ``onnx`` extra: ``pip install 'dragpipe[onnx]'``).
@@ -76,6 +79,7 @@ class DragConfig:
     stall_steps: int | None = 50
     stall_tolerance: float = 0.5
     noise_mode: str = "const"
+    feature_windows: bool = True
     backend: str = "torch"
 
     def __post_init__(self) -> None:
@@ -115,7 +119,7 @@ class DragConfig:
         _int_at_least("render_every", self.render_every, 0)
         if self.stall_steps is not None:
             _int_at_least("stall_steps", self.stall_steps, 1)
-        for name in ("w_plus", "subpixel_tracking"):
+        for name in ("w_plus", "subpixel_tracking", "feature_windows"):
             if not isinstance(getattr(self, name), bool):
                 raise DragInputError(
                     f"DragConfig.{name} must be true or false, got {getattr(self, name)!r}"

@@ -33,14 +33,18 @@ from draggan.dragging.inputs import DragInputs, check_inputs
 from draggan.dragging.official import OfficialMode
 from draggan.dragging.result import DragProgress, DragResult, DragStep
 from draggan.dragging.state import DragState, RunDigests
+from draggan.dragging.windows import Box, paste
 from draggan.loop_state import adam_tensors, load_adam, offered
 
 # callback(progress) -> True to stop (see DragProgress and draggan.loop_state).
 DragCallback = Callable[[DragProgress], Any]
 
-# Both modes run NVIDIA's fused (grouped-convolution) modulated conv: what the official
-# renderer runs for stylegan2-ada-pytorch checkpoints, and the faster path on CPU here.
-FUSED_MODCONV = True
+
+def _modulation(config: DragConfig) -> bool | None:
+    """'official' runs NVIDIA's fused (grouped-convolution) modulated conv, as the official
+    renderer does for stylegan2-ada-pytorch checkpoints; 'fast' leaves each layer's form to
+    the generator's autotuner (the same maths, different rounding)."""
+    return True if config.mode == "official" else None
 
 
 class _Latent:
@@ -89,9 +93,12 @@ class TorchSteps:
         self.latent = _Latent(inputs.ws, config.layers, config.w_plus)
         self.optimizer = torch.optim.Adam([self.latent.param], lr=config.lr)
 
-    def forward(self, render: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Feature block output [1, C, h, h] (with gradient) and the image when ``render``."""
-        return _synthesise(self.G, self.latent.full(), self.params, self.config, render)
+    def forward(
+        self, render: bool, boxes: list[Box] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Feature block output [1, C, h, h] (with gradient; only inside ``boxes`` when
+        given, zeros elsewhere) and the image when ``render``."""
+        return _synthesise(self.G, self.latent.full(), self.params, self.config, render, boxes)
 
     def start(self, feat: torch.Tensor) -> None:
         """Step 0's features (the mode keeps what it needs)."""
@@ -114,22 +121,45 @@ class TorchSteps:
         if image is None:
             with torch.no_grad():
                 image = self.G.synthesis(
-                    final_ws, noise_mode=self.config.noise_mode, fused_modconv=FUSED_MODCONV
+                    final_ws,
+                    noise_mode=self.config.noise_mode,
+                    fused_modconv=_modulation(self.config),
                 )
         return final_ws, image.detach()
 
 
 def _synthesise(
-    G: Any, ws: torch.Tensor, params: DragParams, config: DragConfig, render: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:  # features [1, C, h, h], image or None
-    """Features of the feature block, with the image when ``render``."""
-    if render:
-        img, feats = G.synthesis(
-            ws, noise_mode=config.noise_mode, return_features=True, fused_modconv=FUSED_MODCONV
+    G: Any,
+    ws: torch.Tensor,
+    params: DragParams,
+    config: DragConfig,
+    render: bool,
+    boxes: list[Box] | None = None,  # feature windows the step reads (None: the whole map)
+) -> tuple[torch.Tensor, torch.Tensor | None]:  # features [1, C, h, h], image [1, C, R, R]
+    """Features of the feature block (only its ``boxes`` when given, zeros elsewhere), and
+    the image when ``render``. The loss reads only the features: the image's own blocks
+    (above the feature block, and every ToRGB) run without autograd."""
+    fused = _modulation(config)
+    size = params.feature_resolution
+    synthesis = G.synthesis
+    grad_ws = config.layers  # only the optimised ws: the others' layers need no gradients
+    if boxes is not None:
+        parts = synthesis.features_in(
+            ws, size, boxes, noise_mode=config.noise_mode, fused_modconv=fused, grad_ws=grad_ws
         )
+        feat = paste(parts, boxes, size)
+        if not render:
+            return feat, None
+        with torch.no_grad():
+            return feat, synthesis(ws, noise_mode=config.noise_mode, fused_modconv=fused)
+    if render:
+        img, feats = synthesis(
+            ws, noise_mode=config.noise_mode, return_features=True, fused_modconv=fused,
+            grad_until=size, grad_ws=grad_ws,
+        )  # fmt: skip
         return feats[params.feature_index], img
-    feat = G.synthesis.features_at(
-        ws, params.feature_resolution, noise_mode=config.noise_mode, fused_modconv=FUSED_MODCONV
+    feat = synthesis.features_at(
+        ws, size, noise_mode=config.noise_mode, fused_modconv=fused, grad_ws=grad_ws
     )
     return feat, None
 
@@ -240,7 +270,7 @@ def _run(
             history = _restore(resume, steps, config, mode, stall, digests)
         for step in range(len(history), config.max_steps + 1):
             begin = (mode.get_handles(), stall.anchor.clone(), stall.anchor_step)
-            feat, image = steps.forward(_renders(config, mode, step))
+            feat, image = steps.forward(_renders(config, mode, step), mode.windows())
             if step == 0:
                 steps.start(feat)  # the block's own features [1, C, h, h]
             feat = mode.features(feat)
@@ -352,7 +382,7 @@ def _restore(
     if resume.step == 0:
         return []  # nothing done yet: step 0 starts the drag as usual
     # F0 and the handles' reference features, by step 0's own forward on the initial ws.
-    feat, _ = steps.forward(_renders(config, mode, 0))
+    feat, _ = steps.forward(_renders(config, mode, 0), mode.windows())
     mode.start(mode.features(feat))
     del feat
     with torch.no_grad():

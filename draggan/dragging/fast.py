@@ -26,6 +26,7 @@ from draggan.dragging.config import DragConfig, DragParams
 from draggan.dragging.inputs import DragInputs
 from draggan.dragging.sampling import sample_features
 from draggan.dragging.tracking import track_handles
+from draggan.dragging.windows import Box, feature_windows, reach
 
 
 def disc_offsets(radius: float) -> torch.Tensor:  # [M, 2] (dx, dy) float64
@@ -94,11 +95,21 @@ class FastMode:
         fixed = inputs.fixed  # [R, R] or None
         self.offsets = disc_offsets(params.r1)
         self.weights = None if fixed is None else cell_weights(fixed, params.feature_resolution)
+        self.use_windows = config.feature_windows and fixed is None
+        self.reach = reach(params.window, params.r1)
         self.feat0: torch.Tensor | None = None
         self.refs: torch.Tensor | None = None
 
     def features(self, feat: torch.Tensor) -> torch.Tensor:  # [1, C, h, w], used as is
         return feat
+
+    def windows(self) -> list[Box] | None:
+        """The feature windows this step reads, around the handles it starts from (None:
+        the whole map, with a mask or when the windows would cover most of it)."""
+        if not self.use_windows:
+            return None
+        p = self.params
+        return feature_windows(self.handles, self.reach, p.img_resolution, p.feature_resolution)
 
     def start(self, feat: torch.Tensor) -> None:
         """Keep the initial features and each handle's feature at its exact position."""

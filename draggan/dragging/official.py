@@ -135,6 +135,10 @@ class OfficialMode:
         # back to the same float16 values exactly.
         return upsample_features(feat.to(self.dtype), self.params.img_resolution)
 
+    def windows(self) -> None:
+        """The official step reads (and upsamples) the whole feature map."""
+        return None
+
     def start(self, feat: torch.Tensor) -> None:
         """Keep the initial features and each handle's feature (first step only)."""
         self.feat0_up = feat.detach()

@@ -27,6 +27,7 @@ import torch
 from draggan.dragging.config import DragConfig, DragParams
 from draggan.dragging.fast import cell_weights
 from draggan.dragging.inputs import DragInputs
+from draggan.dragging.windows import Box
 from draggan.onnx.export import CHECKPOINT, EVAL, OPTIMIZER, SYNTHESIS, TRAINING, open_artifacts
 from draggan.onnx.params import ExportParams
 from draggan.onnx.requirements import import_module, require_training
@@ -150,8 +151,12 @@ class OrtSteps:
         (image,) = self._synthesis.run(["image"], {"ws": self._ws()})
         return torch.from_numpy(image).to(self.device)
 
-    def forward(self, render: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """This latent's features [1, C, h, h] (an evaluation pass) and image when ``render``."""
+    def forward(
+        self, render: bool, boxes: list[Box] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This latent's features [1, C, h, h] (an evaluation pass) and image when ``render``.
+        The exported step computes the whole feature map: ``boxes`` (the windows a fast step
+        reads, which the torch backend computes alone) are covered by it."""
         if self.feat_ref is None:  # step 0: nothing known yet; only the features are used
             self.feat_ref = self.feat0 = self._placeholder()
         outputs = self._run(False, self.handles0)

@@ -23,14 +23,15 @@ def _conv(
     groups: int = 1,
     transpose: bool = False,
     flip_weight: bool = True,  # True: correlation (what F.conv2d does), False: convolution
+    bias: torch.Tensor | None = None,  # [C_out]
 ) -> torch.Tensor:
     if not flip_weight and (w.shape[2] > 1 or w.shape[3] > 1):
         w = w.flip([2, 3])
     if transpose and tracing():
         return conv_transpose2d_polyphase(x, w, stride=stride, padding=padding, groups=groups)
     if transpose:
-        return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
-    return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+        return F.conv_transpose2d(x, w, bias, stride=stride, padding=padding, groups=groups)
+    return F.conv2d(x, w, bias, stride=stride, padding=padding, groups=groups)
 
 
 def conv2d_resample(
@@ -43,6 +44,8 @@ def conv2d_resample(
     groups: int = 1,
     flip_weight: bool = True,  # True: correlation, False: convolution
     flip_filter: bool = False,
+    conv_padding: bool = False,  # upfirdn2d's: zero padding inside the FIR convolution
+    bias: torch.Tensor | None = None,  # [C_out] added to the result, by its last convolution
 ) -> torch.Tensor:  # [N, C_out, H_out, W_out]
     """Convolve ``x`` with ``w``, up-sampling by ``up`` before and down-sampling by ``down`` after."""
     if x.ndim != 4 or w.ndim != 4:
@@ -75,7 +78,7 @@ def conv2d_resample(
     # 1x1 kernel, down-sampling only: resample first, then convolve.
     if kw == 1 and kh == 1 and down > 1 and up == 1:
         x = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
-        return _conv(x, w, groups=groups, flip_weight=flip_weight)
+        return _conv(x, w, groups=groups, flip_weight=flip_weight, bias=bias)
 
     # 1x1 kernel, up-sampling only: convolve first, then resample.
     if kw == 1 and kh == 1 and up > 1 and down == 1:
@@ -87,12 +90,13 @@ def conv2d_resample(
             padding=[px0, px1, py0, py1],
             gain=up**2,
             flip_filter=flip_filter,
+            bias=bias,
         )
 
     # Down-sampling only: filter, then strided convolution.
     if down > 1 and up == 1:
         x = upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
-        return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight)
+        return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight, bias=bias)
 
     # Up-sampling: strided transposed convolution, then FIR filter.
     if up > 1:
@@ -123,18 +127,20 @@ def conv2d_resample(
             padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt],
             gain=up**2,
             flip_filter=flip_filter,
+            conv_padding=conv_padding,
+            bias=bias if down == 1 else None,
         )
         if down > 1:
-            x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
+            x = upfirdn2d(x, f, down=down, flip_filter=flip_filter, bias=bias)
         return x
 
     # Plain convolution when the padding is symmetric and non-negative.
     if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
-        return _conv(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
+        return _conv(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight, bias=bias)
 
     # General case (asymmetric or negative padding).
     x = upfirdn2d(x, None, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
-    x = _conv(x, w, groups=groups, flip_weight=flip_weight)
+    x = _conv(x, w, groups=groups, flip_weight=flip_weight, bias=bias if down == 1 else None)
     if down > 1:
-        x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
+        x = upfirdn2d(x, f, down=down, flip_filter=flip_filter, bias=bias)
     return x

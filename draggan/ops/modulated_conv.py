@@ -8,10 +8,42 @@ Two execution paths with the same mathematics:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from draggan.ops.conv2d_resample import conv2d_resample
 from draggan.ops.upfirdn2d import Padding
+
+
+@dataclass(frozen=True)
+class Resampling:
+    """How the convolution resamples (the arguments ``conv2d_resample`` takes besides x, w)."""
+
+    f: torch.Tensor | None = None
+    up: int = 1
+    down: int = 1
+    padding: Padding = 0
+    flip_weight: bool = True
+    conv_padding: bool = False
+
+    def conv(
+        self, x: torch.Tensor, w: torch.Tensor, groups: int = 1, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if bias is not None:
+            bias = bias.to(x.dtype).repeat(groups)  # grouped: one copy per group
+        return conv2d_resample(
+            x,
+            w.to(x.dtype),
+            f=self.f,
+            up=self.up,
+            down=self.down,
+            padding=self.padding,
+            groups=groups,
+            flip_weight=self.flip_weight,
+            conv_padding=self.conv_padding,
+            bias=bias,
+        )
 
 
 def modulated_conv2d(
@@ -27,10 +59,12 @@ def modulated_conv2d(
     flip_weight: bool = True,  # True: correlation (F.conv2d), False: convolution
     fused_modconv: bool = True,
     out_gain: float = 1,  # multiply the result (noise included); folded into the weights
-    factored: bool = False,  # fused + demodulated only: cheaper weight-sized arithmetic
+    factored: bool = False,  # fast path: cheaper weight-sized arithmetic, padding in the FIR conv
+    bias: torch.Tensor | None = None,  # [C_out] factored + demodulated only: added last
 ) -> torch.Tensor:  # [N, C_out, H_out, W_out]
     """Modulate ``weight`` by ``styles``, demodulate by ``rsqrt(sum w^2 + 1e-8)``, convolve,
-    add ``noise``; ``out_gain`` scales the result at the cost of a few weight-sized ops."""
+    add ``noise``; ``out_gain`` scales the result at the cost of a few weight-sized ops.
+    ``bias`` (fast path) is added by the convolution itself (no extra pass)."""
     N = int(x.shape[0])
     out_channels, in_channels, kh, kw = (int(s) for s in weight.shape)
     if x.ndim != 4 or x.shape[1] != in_channels:
@@ -51,17 +85,22 @@ def modulated_conv2d(
         )
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
-    w = None
-    dcoefs = None
-    if factored and demodulate and fused_modconv:
+    geometry = Resampling(resample_filter, up, down, padding, flip_weight, conv_padding=factored)
+    if bias is not None and not (factored and demodulate):
+        raise ValueError("modulated_conv2d: bias is only taken with factored=True, demodulate=True")
+    if factored and demodulate:
         # sum_ik (W_oik s_i)^2 = sum_i s_i^2 sum_k W_oik^2: the demodulation from per-(o, i)
-        # weight energies, then ONE weight-sized product W * (s_i d_o g) instead of four.
-        energy = weight.square().sum(dim=[2, 3])  # [C_out, C_in]
+        # weight energies; fused: ONE weight-sized product W * (s_i d_o g) instead of four.
+        energy = torch.linalg.vector_norm(weight, dim=(2, 3)).square()  # [C_out, C_in], 1 pass
         dcoefs = (styles.square() @ energy.t() + 1e-8).rsqrt() * out_gain  # [N, C_out]
+        noise = noise * out_gain if noise is not None and out_gain != 1 else noise
+        if not fused_modconv:
+            return _unfused(x, weight, styles, dcoefs, noise, geometry, bias)
         scale = styles.reshape(N, 1, -1) * dcoefs.reshape(N, -1, 1)  # [N, C_out, C_in]
         w = weight.unsqueeze(0) * scale.reshape(N, out_channels, in_channels, 1, 1)
-        noise = noise * out_gain if noise is not None and out_gain != 1 else noise
-        return _fused(x, w, noise, N, resample_filter, up, down, padding, flip_weight)
+        return _fused(x, w, noise, geometry, bias)
+    w = None
+    dcoefs = None
     if demodulate or fused_modconv:
         w = weight.unsqueeze(0) * styles.reshape(N, 1, -1, 1, 1)  # [N, C_out, C_in, kh, kw]
     if demodulate:
@@ -77,16 +116,7 @@ def modulated_conv2d(
         w = w * dcoefs.reshape(N, -1, 1, 1, 1)
 
     if not fused_modconv:
-        x = x * styles.to(x.dtype).reshape(N, -1, 1, 1)
-        x = conv2d_resample(
-            x,
-            weight.to(x.dtype),
-            f=resample_filter,
-            up=up,
-            down=down,
-            padding=padding,
-            flip_weight=flip_weight,
-        )
+        x = _modulated_shared_conv(x, weight, styles, geometry)
         if demodulate and noise is not None:
             return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(N, -1, 1, 1))
         if demodulate:
@@ -95,38 +125,58 @@ def modulated_conv2d(
             return x + noise.to(x.dtype)
         return x
 
-    return _fused(x, w, noise, N, resample_filter, up, down, padding, flip_weight)
+    return _fused(x, w, noise, geometry)
 
 
 def _fused(
     x: torch.Tensor,  # [N, C_in, H, W]
     w: torch.Tensor,  # [N, C_out, C_in, kh, kw] per-sample weights
     noise: torch.Tensor | None,
-    N: int,
-    resample_filter: torch.Tensor | None,
-    up: int,
-    down: int,
-    padding: Padding,
-    flip_weight: bool,
+    geometry: Resampling,
+    bias: torch.Tensor | None = None,  # [C_out]
 ) -> torch.Tensor:  # [N, C_out, H_out, W_out]
     """The batch becomes the groups of one grouped convolution."""
+    N = int(x.shape[0])
     in_channels, kh, kw = (int(s) for s in w.shape[2:])
     # (A batch of one keeps its strides, so a channels_last input stays channels_last.)
     if N > 1:
         x = x.reshape(1, -1, *x.shape[2:])  # [1, N * C_in, H, W]
-    w = w.reshape(-1, in_channels, kh, kw)  # [N * C_out, C_in, kh, kw]
-    x = conv2d_resample(
-        x,
-        w.to(x.dtype),
-        f=resample_filter,
-        up=up,
-        down=down,
-        padding=padding,
-        groups=N,
-        flip_weight=flip_weight,
-    )
+    x = geometry.conv(x, w.reshape(-1, in_channels, kh, kw), groups=N, bias=bias)
     if N > 1:
         x = x.reshape(N, -1, *x.shape[2:])  # [N, C_out, H_out, W_out]
     if noise is not None:
         x = x.add_(noise)  # x is the convolution's fresh output
     return x
+
+
+def _unfused(
+    x: torch.Tensor,  # [N, C_in, H, W]
+    weight: torch.Tensor,  # [C_out, C_in, kh, kw] shared by the batch
+    styles: torch.Tensor,  # [N, C_in]
+    dcoefs: torch.Tensor,  # [N, C_out] demodulation (times the output gain)
+    noise: torch.Tensor | None,  # already times the output gain
+    geometry: Resampling,
+    bias: torch.Tensor | None = None,  # [C_out]
+) -> torch.Tensor:  # [N, C_out, H_out, W_out]
+    """Scale the activations, convolve with the shared weight, scale the result: when only
+    the styles need gradients the convolution needs no weight gradient."""
+    x = _modulated_shared_conv(x, weight, styles, geometry)
+    dcoefs = dcoefs.to(x.dtype).reshape(x.shape[0], -1, 1, 1)
+    if bias is not None:
+        x = torch.addcmul(bias.to(x.dtype).reshape(1, -1, 1, 1), x, dcoefs)
+    else:
+        x = x * dcoefs
+    if noise is not None:
+        x = x.add_(noise.to(x.dtype))  # x is a fresh product nobody saved
+    return x
+
+
+def _modulated_shared_conv(
+    x: torch.Tensor,  # [N, C_in, H, W]
+    weight: torch.Tensor,  # [C_out, C_in, kh, kw]
+    styles: torch.Tensor,  # [N, C_in]
+    geometry: Resampling,
+) -> torch.Tensor:  # [N, C_out, H_out, W_out]
+    """``conv(x * styles, weight)``: the unfused modulation before demodulation and noise."""
+    x = x * styles.to(x.dtype).reshape(x.shape[0], -1, 1, 1)
+    return geometry.conv(x, weight)

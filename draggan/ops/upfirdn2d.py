@@ -86,8 +86,14 @@ def upfirdn2d(
     padding: Padding = 0,  # with respect to the up-sampled image
     flip_filter: bool = False,  # False: convolution, True: correlation
     gain: float = 1,
+    conv_padding: bool = False,  # pad inside the filter convolution when possible (fast path)
+    bias: torch.Tensor | None = None,  # [C] added to the result (inside the filter conv)
 ) -> torch.Tensor:  # [N, C, H_out, W_out]
-    """Up-sample by zero insertion, pad, FIR-filter and down-sample each channel."""
+    """Up-sample by zero insertion, pad, FIR-filter and down-sample each channel.
+
+    ``conv_padding``: without up-sampling and with non-negative padding, symmetric per axis,
+    the zeros are left to the convolution (no padded copy of ``x``; same values up to the
+    kernel's rounding). ``bias`` is added by the filter convolution when nothing follows it."""
     if x.ndim != 4:
         raise ValueError(f"upfirdn2d: expected x [N, C, H, W], got {list(x.shape)}")
     if f is None:
@@ -106,8 +112,14 @@ def upfirdn2d(
         x = x.reshape([N, C, H * upy, W * upx])
 
     # Pad, then crop for negative padding.
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
+    implicit = [0, 0]
+    if conv_padding and px0 == px1 >= 0 and py0 == py1 >= 0:
+        implicit = [py0, px0]
+    else:
+        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+        x = x[
+            :, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)
+        ]
 
     # Filter (conv2d correlates, so flip for a true convolution), depthwise.
     f = f * (gain ** (f.ndim / 2))
@@ -115,14 +127,18 @@ def upfirdn2d(
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))
     f = f[None, None].repeat([C, 1] + [1] * f.ndim)  # [C, 1, fh, fw] or [C, 1, taps]
+    last = downx == 1 and downy == 1
     if f.ndim == 4:
-        x = F.conv2d(x, f, groups=C)
+        x = F.conv2d(x, f, bias if last else None, padding=implicit, groups=C)
+        bias = None if last else bias
     else:
-        x = F.conv2d(x, f.unsqueeze(2), groups=C)
-        x = F.conv2d(x, f.unsqueeze(3), groups=C)
+        x = F.conv2d(x, f.unsqueeze(2), padding=[0, implicit[1]], groups=C)
+        x = F.conv2d(x, f.unsqueeze(3), padding=[implicit[0], 0], groups=C)
 
     if downx > 1 or downy > 1:
         x = x[:, :, ::downy, ::downx]
+    if bias is not None:
+        x = x + bias.to(x.dtype).reshape(1, -1, 1, 1)
     return x
 
 

@@ -54,5 +54,5 @@ class StageContext:
         """A context on the store in ``workdir`` for the checkpoint ``generator``
         (``read_only``: a store that writes nothing, for ``status`` and dry runs)."""
         store = Store(workdir, report=display.warn, read_only=read_only)
-        generators = Generators(store, generator, device)
+        generators = Generators(store, generator, device, display.warn)
         return cls(store, display, device, generators, checkpoint_every, run)

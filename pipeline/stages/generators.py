@@ -7,6 +7,7 @@ result (base + stored delta) and kept in memory for the other edits of the same 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -34,12 +35,20 @@ def checkpoint_digest(store: Store, path: Path) -> str:
 
 class Generators:
     """The spec's generator checkpoint on ``device``: its digest, the base network (loaded
-    on first use) and the tuned copy of the inversion last asked for."""
+    on first use) and the tuned copy of the inversion last asked for. ``on_warning`` hears
+    of an autotune cache that cannot be used (the display's warning line)."""
 
-    def __init__(self, store: Store, path: Path, device: torch.device) -> None:
+    def __init__(
+        self,
+        store: Store,
+        path: Path,
+        device: torch.device,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
         self.store = store
         self.path = Path(path)
         self.device = device
+        self.on_warning = on_warning
         self._digest: str | None = None
         self._base: Generator | None = None
         self._tuned: dict[str, Generator] = {}
@@ -56,12 +65,17 @@ class Generators:
         damaged past the header the spec check reads is a ``UsageError`` (exit 2)."""
         if self._base is None:
             from draggan import load_generator
+            from draggan.autotune import Autotuner
 
             try:
                 G = load_generator(self.path, device=str(self.device))
             except CheckpointError as exc:  # the spec's file is bad: an input problem, exit 2
                 raise UsageError(f"generator: {exc}") from None
             G.eval().requires_grad_(False)
+            # The layers' implementations are measured once per machine into the user's cache
+            # folder (DRAGPIPE_AUTOTUNE overrides); a cache file that cannot be used is said.
+            # Tuned copies share this tuner (Autotuner.__deepcopy__).
+            G.synthesis.autotuner = Autotuner.from_environment(on_warning=self.on_warning)
             self._base = G
         return self._base
 
