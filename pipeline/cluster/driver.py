@@ -31,6 +31,7 @@ into ``--out`` and shows the workers' progress (``pipeline.cluster.events``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ import ray
 import torch
 from ray.exceptions import RayError, TaskCancelledError
 
+from draggan.autotune import ENV_VAR as AUTOTUNE_ENV
 from draggan.version import __version__
 from pipeline.cluster import ClusterOptions
 from pipeline.cluster.connect import connect
@@ -102,6 +104,7 @@ def worker_setup(
         checkpoint_every=options.checkpoint_every,
         run=lock.token,
         version=__version__,
+        autotune=os.environ.get(AUTOTUNE_ENV),
     )
 
 

@@ -7,7 +7,9 @@ on plain values:
    the workdir's run lock must hold the token of the run that sent the job (the same
    shared storage at the same path, and the run still holds it);
 2. opens (once per worker process) a ``StageContext`` on that workdir: the base generator
-   stays loaded between jobs; its file must have the digest the driver computed;
+   stays loaded between jobs; its file must have the digest the driver computed; the
+   driver's ``DRAGPIPE_AUTOTUNE`` (when it has one) applies to the generator it loads, and
+   the generator's warnings go to the current job's display;
 3. waits until the results the job reads are visible (a network filesystem may cache a
    directory listing for a while) and computes the job with ``run_announced``: cached or
    computed under the result's lease, resumed from the checkpoints a killed attempt left;
@@ -34,6 +36,7 @@ from typing import Any
 
 import torch
 
+from draggan.autotune import ENV_VAR as AUTOTUNE_ENV
 from draggan.version import __version__
 from pipeline.cluster.events import Event, RemoteDisplay
 from pipeline.errors import PipelineError
@@ -56,6 +59,7 @@ class WorkerSetup:
     checkpoint_every: int
     run: str  # the run lock's token
     version: str = __version__  # the driver's dragpipe version
+    autotune: str | None = None  # the driver's $DRAGPIPE_AUTOTUNE (None: the node's own)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class WorkerReply:
 
 
 _CONTEXTS: dict[tuple[Any, ...], StageContext] = {}  # this worker process's open context
+_NODE_AUTOTUNE = os.environ.get(AUTOTUNE_ENV)  # the node's own, for runs whose driver has none
 
 
 def where() -> str:
@@ -135,11 +140,25 @@ def _device(setup: WorkerSetup, gpus: float) -> torch.device:
 
 def _context(setup: WorkerSetup, device: torch.device, display: RemoteDisplay) -> StageContext:
     """The worker process's stage context for ``setup`` (the base generator stays loaded)."""
-    key = (str(setup.workdir), str(setup.generator), setup.generator_digest, str(device))
+    key = (
+        str(setup.workdir),
+        str(setup.generator),
+        setup.generator_digest,
+        str(device),
+        setup.autotune,
+    )
     ctx = _CONTEXTS.get(key)
     if ctx is None:
         _CONTEXTS.clear()
+        autotune = setup.autotune if setup.autotune is not None else _NODE_AUTOTUNE
+        if autotune is None:  # (read when the generator is loaded)
+            os.environ.pop(AUTOTUNE_ENV, None)
+        else:
+            os.environ[AUTOTUNE_ENV] = autotune
         ctx = StageContext.open(setup.workdir, setup.generator, device, display)
+        opened = ctx
+        # the generator's warnings (autotune cache) go to the job running at the time
+        ctx.generators.on_warning = lambda text: opened.display.warn(text)
         if ctx.generators.digest != setup.generator_digest:
             raise PipelineError(
                 f"generator {setup.generator} on node {socket.gethostname()} is not the file "
