@@ -158,13 +158,13 @@ class OrtSteps:
         The exported step computes the whole feature map: ``boxes`` (the windows a fast step
         reads, which the torch backend computes alone) are covered by it."""
         if self.feat_ref is None:  # step 0: nothing known yet; only the features are used
-            self.feat_ref = self.feat0 = self._placeholder()
+            self.feat_ref = self.feat0 = self._zero_features()
         outputs = self._run(False, self.handles0)
         self.feat_ref = outputs[3]
         image = self._render() if render else None
         return torch.from_numpy(outputs[3]).to(self.device), image
 
-    def _placeholder(self) -> np.ndarray:  # [1, C, h, h] zeros of the feature map's shape
+    def _zero_features(self) -> np.ndarray:  # [1, C, h, h] zeros of the feature map's shape
         spec = self.manifest["params"]
         channels = self.manifest["feature_channels"]
         side = spec["feature_resolution"]

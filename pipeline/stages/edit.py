@@ -57,7 +57,7 @@ POINTS, HISTORY = "points.json", "history.json"
 
 
 def points_params(edit: EditSpec) -> dict[str, Any]:
-    """The edit's points and mask as written (mask image paths become a placeholder: their
+    """The edit's points and mask as written (mask image paths are replaced by a fixed marker: their
     digests are key inputs), the part of an edit's key that comes from the spec."""
     data = edit.model_dump(
         mode="json", by_alias=True, include={"points", "space", "mask"}, warnings=False
