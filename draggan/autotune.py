@@ -22,6 +22,7 @@ choice. ``Autotuner.from_environment()`` reads the same from ``DRAGPIPE_AUTOTUNE
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -76,8 +77,10 @@ def default_cache_path() -> Path:
     return base / "dragpipe" / CACHE_FILE
 
 
+@functools.cache
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``)."""
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``),
+    read once per process: every tuned layer call builds a key with it."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
